@@ -90,7 +90,7 @@ class Store:
         with self.connect() as con:
             cur = con.execute(sql, params or [])
             cols = [d[0] for d in cur.description] if cur.description else []
-            return [dict(zip(cols, row)) for row in cur.fetchall()]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def query_df(self, sql: str, params: list | tuple | None = None):
         with self.connect() as con:
