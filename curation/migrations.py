@@ -134,3 +134,89 @@ def _evals(con: duckdb.DuckDBPyConnection) -> None:
             backend_version TEXT,
             created_at TIMESTAMP DEFAULT current_timestamp
         )""")
+
+
+@migration("0004_eval_suites_scores")
+def _eval_suites(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE generations ADD COLUMN batch_size INTEGER")
+    con.execute("ALTER TABLE generations ADD COLUMN finish_reason TEXT")
+    con.execute("""
+        CREATE TABLE eval_suites (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,          -- 'task' (should improve) | 'general' (must not forget)
+            source TEXT,                 -- dataset ref 'NAME@VERSION' or imported file path
+            metrics JSON NOT NULL,       -- metric specs, e.g. ["exact_match", "regex:^\\d+$"]
+            sampling JSON NOT NULL,      -- evals.types.SamplingConfig
+            group_by TEXT,               -- row field used for clustered SEs (e.g. 'category')
+            n_rows INTEGER,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    # A suite is a frozen snapshot of its rows, so results stay comparable as datasets evolve.
+    con.execute("""
+        CREATE TABLE eval_suite_rows (
+            suite TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            row_id TEXT NOT NULL,
+            messages JSON NOT NULL,
+            reference TEXT,
+            category TEXT,
+            tags TEXT[],
+            grp TEXT,                    -- cluster for statistics (value of the suite's group_by)
+            PRIMARY KEY (suite, row_id)
+        )""")
+    con.execute("""
+        CREATE TABLE eval_scores (
+            suite TEXT NOT NULL,
+            checkpoint TEXT NOT NULL,    -- checkpoint id ('base:<model>' or '<run>/step-N')
+            row_id TEXT NOT NULL,
+            sample_idx INTEGER NOT NULL,
+            metric TEXT NOT NULL,        -- metric spec
+            value DOUBLE,
+            cache_key TEXT,              -- the generation scored (generations.cache_key)
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (suite, checkpoint, row_id, sample_idx, metric)
+        )""")
+    con.execute("""
+        CREATE TABLE eval_runs (
+            suite TEXT NOT NULL,
+            checkpoint TEXT NOT NULL,
+            model TEXT,
+            adapter_hash TEXT,
+            backend TEXT,
+            n_generated INTEGER,         -- generations made (the rest came from the cache)
+            n_cached INTEGER,
+            summary JSON,                -- metric -> mean
+            contamination JSON,          -- flagged held-out rows, if checked
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+
+
+# --- curation (2) ---------------------------------------------------------------------------
+
+@migration("0005_curation_score_labels")
+def _score_labels(con: duckdb.DuckDBPyConnection) -> None:
+    # Some signals are categorical (detected language): `label` holds them beside `value`.
+    con.execute("ALTER TABLE scores ADD COLUMN label TEXT")
+
+
+@migration("0006_curation_int_keys_lengths")
+def _row_keys(con: duckdb.DuckDBPyConnection) -> None:
+    # An integer row key makes the version_rows -> rows join ~4x cheaper than the md5 uid on
+    # 1M rows, and stored lengths let length filters skip reading the text (browse latency).
+    con.execute("ALTER TABLE rows ADD COLUMN rid BIGINT")
+    con.execute("ALTER TABLE rows ADD COLUMN inst_chars INTEGER")
+    con.execute("ALTER TABLE rows ADD COLUMN resp_chars INTEGER")
+    con.execute("ALTER TABLE version_rows ADD COLUMN rid BIGINT")
+    con.execute("CREATE TEMP TABLE _rid AS SELECT uid, row_number() OVER "
+                "(ORDER BY dataset, source_file, source_line, uid) AS rid FROM rows")
+    con.execute("UPDATE rows SET rid = _rid.rid, inst_chars = length(rows.instruction), "
+                "resp_chars = length(rows.response) FROM _rid WHERE rows.uid = _rid.uid")
+    con.execute("UPDATE version_rows SET rid = _rid.rid FROM _rid WHERE version_rows.uid = _rid.uid")
+    con.execute("DROP TABLE _rid")
+
+
+@migration("0007_curation_score_rids")
+def _score_rids(con: duckdb.DuckDBPyConnection) -> None:
+    # Scores join rows and versions by the integer row key (see 0006).
+    con.execute("ALTER TABLE scores ADD COLUMN rid BIGINT")
+    con.execute("UPDATE scores SET rid = rows.rid FROM rows WHERE scores.uid = rows.uid")

@@ -68,6 +68,7 @@ class Store:
                     ) from exc
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
+        con.execute("SET enable_progress_bar = false")  # it would print into CLI output
         try:
             yield con
         finally:

@@ -1,0 +1,120 @@
+"""1M-row benchmark: import, filtered page latency and exact dedup, each beside a baseline
+measured in the same run.
+
+Baselines: import vs DuckDB loading the same JSONL raw (no normalization: the floor);
+page latency vs one naive query (all columns + count + sort in a single pass);
+exact dedup vs hashing normalized text in Python (rows fetched from the same store).
+
+    .venv/bin/python bench/bench_1m.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from curation.browse import browse
+from curation.dedup import dedup
+from curation.importer import import_file
+from curation.store import Store
+
+
+def generate(path: Path, n: int) -> None:
+    """n rows; the last 5% repeat earlier rows in upper case with extra punctuation."""
+    uniq = int(n * 0.95)
+    with duckdb.connect() as con:
+        con.execute(f"""
+            COPY (SELECT
+                CASE WHEN i < {uniq} THEN 'Write about topic ' || i || ' using words ' || md5(i::VARCHAR)
+                     ELSE upper('Write about topic ' || (i - {uniq}) || ' using words '
+                                || md5((i - {uniq})::VARCHAR)) || '!' END AS instruction,
+                '' AS input,
+                CASE WHEN i < {uniq} THEN 'Answer ' || i || ': ' || repeat('lorem ipsum ', i % 30)
+                     ELSE 'ANSWER ' || (i - {uniq}) || ': ' || repeat('lorem ipsum ', (i - {uniq}) % 30)
+                     END AS output,
+                ['easy', 'hard', 'medium'][1 + i % 3] AS category
+              FROM range({n}) t(i)) TO '{path}' (FORMAT json)""")
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def naive_page(store: Store, where_sql: str, params: list, order: str) -> int:
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT r.*, vr.split, vr.is_dup, count(*) OVER () AS total FROM version_rows vr "
+            f"JOIN rows r ON r.uid = vr.uid WHERE vr.dataset = 'big' AND vr.version = 'v1' "
+            f"AND {where_sql} ORDER BY {order} LIMIT 50 OFFSET 100", params).fetchall()
+    return len(rows)
+
+
+def python_exact_dedup(store: Store) -> int:
+    with store.connect() as con:
+        got = con.execute("SELECT r.uid, r.instruction, r.response FROM version_rows vr JOIN rows r "
+                          "ON r.uid = vr.uid WHERE vr.dataset = 'big' AND vr.version = 'v1'"
+                          ).fetchall()
+    seen, dups = set(), 0
+    pat = re.compile(r"[\W_]+")
+    for _, i, o in got:
+        h = hashlib.md5(pat.sub(" ", f"{i}\n{o}".lower()).strip().encode()).digest()
+        dups += h in seen
+        seen.add(h)
+    return dups
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench1m-") as tmp:
+        src = Path(tmp) / "big.jsonl"
+        _, gen_s = timed(generate, src, args.rows)
+        print(f"rows={args.rows} file={src.stat().st_size / 1e6:.0f} MB (generated in {gen_s:.1f}s)")
+
+        store = Store(Path(tmp) / "ws")
+        got, ours = timed(import_file, store, src, "big")
+        with duckdb.connect(str(Path(tmp) / "raw.duckdb")) as con:
+            _, raw = timed(con.execute, "CREATE TABLE raw AS SELECT * FROM read_json(?)", [str(src)])
+        print(f"import: {ours:.1f}s ({args.rows / ours:,.0f} rows/s); raw DuckDB load {raw:.1f}s; "
+              f"ratio ours/raw {ours / raw:.1f}x  [{got['n_rows']} rows]")
+
+        cases = [
+            ("text search", "text~'topic 4242'", "-resp_chars",
+             "contains(lower(concat_ws(chr(10), r.instruction, r.response)), ?)", ["topic 4242"],
+             "length(r.response) DESC"),
+            ("length range", "resp_chars>=100 and resp_chars<200", "resp_chars",
+             "length(r.response) >= ? AND length(r.response) < ?", [100, 200],
+             "length(r.response)"),
+            ("category, page 3", "category='hard'", None, "r.category = ?", ["hard"],
+             "r.source_line"),
+            ("no filter", None, None, "TRUE", [], "r.source_line"),
+        ]
+        print(f"{'filtered page (50 rows)':<26} {'ours ms':>8} {'naive ms':>9} {'ratio':>6} {'total':>8}")
+        for label, where, sort, nsql, nparams, norder in cases:
+            t_ours, t_naive, total = [], [], 0
+            for _ in range(3):
+                (rows, total), t = timed(browse, store, "big", where, sort, 3, 50)
+                t_ours.append(t)
+                _, t = timed(naive_page, store, nsql, nparams, norder)
+                t_naive.append(t)
+            o, nv = statistics.median(t_ours) * 1e3, statistics.median(t_naive) * 1e3
+            print(f"{label:<26} {o:>8.0f} {nv:>9.0f} {nv / o:>5.1f}x {total:>8}")
+
+        d, t_dedup = timed(dedup, store, "big", "exact")
+        n_py, t_py = timed(python_exact_dedup, store)
+        print(f"exact dedup: {t_dedup:.1f}s, {d['n_flagged']} flagged in {d['n_clusters']} clusters; "
+              f"Python hashing baseline {t_py:.1f}s ({n_py} dups); ratio {t_py / t_dedup:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

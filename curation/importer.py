@@ -1,0 +1,150 @@
+"""Import a file or HF dataset as a new dataset (version `v1`), atomically and streamed.
+
+Steps, all inside one transaction so a bad file changes nothing: stage the source with DuckDB
+(`readers.stage`), detect the format from its keys (`formats.detect_format`), normalize with SQL
+(`formats.normalize_sql`), stop at the first invalid record (naming file, line and field), then
+insert rows, the dataset and its first version. `preview` does the same on the first records in
+a throwaway in-memory database, so the UI can show the detected format before committing.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from curation import formats, readers
+from curation.errors import StudioError
+from curation.store import Store
+from curation.versions import check_name, create_version
+
+Progress = Callable[[int, int], None]
+
+UNIT = {"jsonl": "line", "csv": "line", "json": "record", "parquet": "row",
+        "hf_disk": "row", "hf_hub": "row"}
+
+
+def _detect(con: duckdb.DuckDBPyConnection, fmt: str | None,
+            mapping: dict[str, str] | None) -> tuple[str, dict[str, str]]:
+    keys, item_keys = formats.staged_keys(con)
+    if fmt is None:
+        if mapping and "messages" in mapping:
+            fmt = "chat"
+        elif mapping and "conversations" in mapping:
+            fmt = "sharegpt"
+        elif mapping and {"instruction", "response"} <= set(mapping):
+            fmt = "alpaca"
+        else:
+            fmt = formats.detect_format(keys, item_keys)
+    return fmt, formats.resolve_mapping(fmt, keys, item_keys, mapping)
+
+
+def _normalize(con: duckdb.DuckDBPyConnection, path: str, kind: str, fmt: str,
+               mapping: dict[str, str]) -> None:
+    sql, params = formats.normalize_sql(fmt, mapping)
+    con.execute(f"CREATE TEMP TABLE _norm AS SELECT *, md5(CAST(messages AS VARCHAR)) "
+                f"AS content_hash FROM ({sql})", params)
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
+    """Ids: the source's own when present and unique; else from the content hash (+ the
+    occurrence number for exact duplicates), so re-importing the same data gives the same ids.
+    Window functions run only over the (usually few) duplicated rows."""
+    con.execute("CREATE TEMP TABLE _dup_src AS SELECT src_id FROM _norm WHERE src_id IS NOT NULL "
+                "GROUP BY src_id HAVING count(*) > 1")
+    con.execute("CREATE TEMP TABLE _occ AS SELECT line, row_number() OVER "
+                "(PARTITION BY content_hash ORDER BY line) AS k FROM _norm WHERE content_hash IN "
+                "(SELECT content_hash FROM _norm GROUP BY 1 HAVING count(*) > 1)")
+    con.execute("""
+        INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
+                          source_file, source_line, content_hash, tags, category, rid,
+                          inst_chars, resp_chars)
+        SELECT md5(? || chr(31) || id || chr(31) || content_hash), ?, id, messages, system,
+               instruction, response, n_turns, ?, line, content_hash, tags, category,
+               (SELECT coalesce(max(rid), 0) FROM rows) + line,  -- unique, in source order
+               length(instruction), length(response)
+        FROM (
+          SELECT n.*, CASE
+              WHEN src_id IS NOT NULL AND src_id NOT IN (SELECT src_id FROM _dup_src) THEN src_id
+              WHEN coalesce(o.k, 1) = 1 THEN substr(content_hash, 1, 16)
+              ELSE substr(md5(content_hash || ':' || o.k), 1, 16) END AS id
+          FROM _norm n LEFT JOIN _occ o USING (line))""", [name, name, source])
+
+
+def _first_error(con: duckdb.DuckDBPyConnection, path: str, kind: str) -> None:
+    bad = con.execute("SELECT line, err FROM _norm WHERE err IS NOT NULL ORDER BY line LIMIT 1"
+                      ).fetchone()
+    if bad:
+        raise StudioError(f"{path} {UNIT[kind]} {bad[0]}: {bad[1]}")
+
+
+def import_file(store: Store, path: str | Path, name: str, format: str | None = None,
+                mapping: dict[str, str] | None = None,
+                progress: Progress | None = None) -> dict:
+    """Import `path` as dataset `name`; returns {name, version, n_rows, format, mapping}."""
+    check_name(name, "dataset")
+    kind = readers.source_kind(path)
+    source = str(Path(path).resolve()) if kind != "hf_hub" else str(path)
+    if progress:
+        progress(0, 3)
+    with store.transaction() as con:
+        if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+            raise StudioError(f"dataset {name!r} already exists; pick another --name")
+        readers.stage(con, path, kind)
+        fmt, used = _detect(con, format, mapping)
+        _normalize(con, source, kind, fmt, used)
+        _first_error(con, source, kind)
+        if progress:
+            progress(1, 3)
+        _insert_rows(con, name, source)
+        if progress:
+            progress(2, 3)
+        con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
+                    [name, source, fmt, json.dumps(used)])
+        version = create_version(
+            con, name, None, "import", {"source": source, "format": fmt, "mapping": used},
+            "SELECT uid, 'train' AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
+            "false AS is_dup FROM rows WHERE dataset = ? ORDER BY source_line", [name], name="v1")
+        n = con.execute("SELECT n_rows FROM versions WHERE dataset = ? AND version = ?",
+                        [name, version]).fetchone()[0]
+    if progress:
+        progress(3, 3)
+    return {"name": name, "version": version, "n_rows": n, "format": fmt, "mapping": used,
+            "source": source}
+
+
+def _head_copy(path: Path, n_lines: int, tmpdir: str) -> Path:
+    """First non-blank lines of a JSONL file, so a preview never stages a huge file."""
+    out = Path(tmpdir) / path.name
+    kept = 0
+    with open(path, "rb") as src, open(out, "wb") as dst:
+        for line in src:
+            dst.write(line)
+            kept += bool(line.strip())
+            if kept >= n_lines:
+                break
+    return out
+
+
+def preview(path: str | Path, format: str | None = None, mapping: dict[str, str] | None = None,
+            n: int = 5) -> dict:
+    """Detected kind, format, mapping and the first `n` normalized rows; writes nothing."""
+    kind = readers.source_kind(path)
+    with tempfile.TemporaryDirectory() as tmp, duckdb.connect() as con:
+        src = Path(path)
+        if kind == "jsonl":
+            src = _head_copy(src, max(n, 500), tmp)
+        readers.stage(con, src, kind)
+        fmt, used = _detect(con, format, mapping)
+        _normalize(con, str(path), kind, fmt, used)
+        cur = con.execute("SELECT line, messages, system, instruction, response, src_id AS id, "
+                          "category, tags, err FROM _norm ORDER BY line LIMIT ?", [n])
+        cols = [d[0] for d in cur.description]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        keys, _ = formats.staged_keys(con)
+    for r in rows:
+        r["messages"] = json.loads(r["messages"]) if r["messages"] else None
+    return {"kind": kind, "format": fmt, "mapping": used, "columns": sorted(keys), "rows": rows}

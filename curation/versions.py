@@ -1,0 +1,131 @@
+"""Immutable versions: create one from a SELECT over its parent, list lineage, diff two.
+
+A version is a list of row uids with per-version flags (split, dup cluster, is_dup); rows
+themselves never change. Every operation (import, filter, dedup, score, split, edit, exclude)
+records its parent, its name and its parameters, so lineage can be replayed and explained.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import duckdb
+
+from curation.errors import NotFoundError, StudioError
+
+VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(name: str, what: str = "version") -> str:
+    if not VERSION_NAME.match(name or ""):
+        raise StudioError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' "
+                          "(at most 64, starting with a letter or digit)")
+    return name
+
+
+def next_version_name(con: duckdb.DuckDBPyConnection, dataset: str) -> str:
+    names = [r[0] for r in con.execute("SELECT version FROM versions WHERE dataset = ?",
+                                       [dataset]).fetchall()]
+    nums = [int(n[1:]) for n in names if re.fullmatch(r"v\d+", n)]
+    return f"v{max(nums, default=0) + 1}"
+
+
+def lineage(con: duckdb.DuckDBPyConnection, dataset: str, version: str) -> list[str]:
+    """[version, parent, grandparent, ...] — used to find scores computed on ancestors."""
+    parents = dict(con.execute("SELECT version, parent FROM versions WHERE dataset = ?",
+                               [dataset]).fetchall())
+    chain, cur = [], version
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = parents.get(cur)
+    return chain
+
+
+def known_scores(con: duckdb.DuckDBPyConnection, dataset: str, chain: list[str]) -> dict[str, str]:
+    """score name -> the nearest version in `chain` that computed it (its values apply)."""
+    got = con.execute("SELECT version, params FROM versions WHERE dataset = ? AND "
+                      "operation = 'score' AND list_contains(?, version)", [dataset, chain]
+                      ).fetchall()
+    out: dict[str, str] = {}
+    for version, params in sorted(got, key=lambda g: chain.index(g[0])):
+        names = (json.loads(params) if params else {}).get("scores")
+        if names is None:  # written before score versions listed their names
+            names = [r[0] for r in con.execute(
+                "SELECT DISTINCT name FROM scores WHERE dataset = ? AND version = ?",
+                [dataset, version]).fetchall()]
+        for name in names:
+            out.setdefault(name, version)
+    return out
+
+
+def create_version(con: duckdb.DuckDBPyConnection, dataset: str, parent: str | None,
+                   operation: str, params: dict, select_sql: str, select_params: list,
+                   name: str | None = None) -> str:
+    """Insert a version whose rows are `select_sql` -> (uid, split, dup_cluster, is_dup).
+
+    Runs inside the caller's transaction; returns the version name.
+    """
+    name = check_name(name) if name else next_version_name(con, dataset)
+    if con.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
+                   [dataset, name]).fetchone():
+        raise StudioError(f"version {dataset}@{name} already exists; pick another --out name")
+    # stored in source order, so browsing in that order needs no join (ORDER BY vr.rowid)
+    con.execute("INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, "
+                f"rid) SELECT ?, ?, s.uid, s.split, s.dup_cluster, s.is_dup, r.rid FROM "
+                f"({select_sql}) s "
+                "JOIN rows r ON r.uid = s.uid ORDER BY r.source_file, r.source_line, r.uid",
+                [dataset, name, *select_params])
+    n = con.execute("SELECT count(*) FROM version_rows WHERE dataset = ? AND version = ?",
+                    [dataset, name]).fetchone()[0]
+    con.execute("INSERT INTO versions (dataset, version, parent, operation, params, n_rows, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, now())",
+                [dataset, name, parent, operation, json.dumps(params, default=str), n])
+    return name
+
+
+def parent_rows_sql() -> str:
+    """SELECT of a version's rows with their flags: params (dataset, version)."""
+    return ("SELECT uid, split, dup_cluster, is_dup FROM version_rows "
+            "WHERE dataset = ? AND version = ?")
+
+
+def list_versions(con: duckdb.DuckDBPyConnection, dataset: str) -> list[dict]:
+    cur = con.execute(
+        "SELECT v.version, v.parent, v.operation, v.params, v.n_rows, v.created_at, "
+        "(SELECT count(*) FROM version_rows vr WHERE vr.dataset = v.dataset "
+        " AND vr.version = v.version AND vr.is_dup) AS n_dups "
+        "FROM versions v WHERE dataset = ? ORDER BY created_at, version", [dataset])
+    cols = [d[0] for d in cur.description]
+    out = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    if not out:
+        raise NotFoundError(f"dataset {dataset!r} does not exist")
+    for r in out:
+        r["params"] = json.loads(r["params"]) if r["params"] else {}
+    return out
+
+
+def diff_versions(con: duckdb.DuckDBPyConnection, a: tuple[str, str], b: tuple[str, str],
+                  sample: int = 5) -> dict:
+    """Rows removed (id only in A), added (only in B), changed (same id, other content) and
+    reflagged (same row, other split/dup flags), with a few example ids of each."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _da AS SELECT r.id, r.uid, vr.split, vr.is_dup "
+                "FROM version_rows vr JOIN rows r USING (uid) WHERE vr.dataset = ? AND vr.version = ?",
+                list(a))
+    con.execute("CREATE OR REPLACE TEMP TABLE _db AS SELECT r.id, r.uid, vr.split, vr.is_dup "
+                "FROM version_rows vr JOIN rows r USING (uid) WHERE vr.dataset = ? AND vr.version = ?",
+                list(b))
+    queries = {
+        "removed": "SELECT id FROM _da WHERE id NOT IN (SELECT id FROM _db)",
+        "added": "SELECT id FROM _db WHERE id NOT IN (SELECT id FROM _da)",
+        "changed": "SELECT _db.id FROM _da JOIN _db ON _da.id = _db.id AND _da.uid <> _db.uid",
+        "reflagged": "SELECT _db.id FROM _da JOIN _db ON _da.uid = _db.uid "
+                     "AND (_da.split IS DISTINCT FROM _db.split OR _da.is_dup IS DISTINCT FROM _db.is_dup)",
+    }
+    out: dict = {"a": "@".join(a), "b": "@".join(b)}
+    for key, sql in queries.items():
+        out[key] = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+        out[f"{key}_ids"] = [r[0] for r in con.execute(f"{sql} ORDER BY 1 LIMIT {int(sample)}").fetchall()]
+    con.execute("DROP TABLE _da")
+    con.execute("DROP TABLE _db")
+    return out

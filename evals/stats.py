@@ -1,0 +1,199 @@
+"""Paired statistics for comparing two checkpoints on the same examples.
+
+Why paired: both checkpoints answer the same prompts, so per-example differences remove the
+between-example variance an unpaired test keeps (lm-eval's comparator is unpaired). Rows that
+share a group (template, source) are not independent: the bootstrap then resamples whole groups
+and the standard error is cluster-robust (Liang-Zeger CR1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+Z95 = 1.959963984540054
+Z80 = 0.8416212335729143          # power 0.8
+MIN_N = 30
+MIN_CLUSTERS = 10
+
+
+@dataclass
+class MeanCI:
+    mean: float
+    low: float
+    high: float
+    se: float
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PairedResult:
+    n: int
+    n_groups: int
+    diff: float                 # mean of candidate - baseline
+    ci_low: float               # paired bootstrap 95% CI
+    ci_high: float
+    p_bootstrap: float
+    se: float                   # cluster-robust when groups were given
+    clustered: bool
+    mde: float                  # minimum detectable effect at alpha .05, power .8
+    p_mcnemar: float | None = None
+    n_regressed: int | None = None    # binary: baseline pass, candidate fail
+    n_improved: int | None = None
+    warning: str | None = None
+
+    @property
+    def p_value(self) -> float:
+        return self.p_mcnemar if self.p_mcnemar is not None else self.p_bootstrap
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["p_value"] = self.p_value
+        return d
+
+
+def _clusters(values: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums and sizes (each row is its own cluster when groups is None)."""
+    if groups is None:
+        return values.astype(float), np.ones(len(values))
+    _, inv = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    sums = np.bincount(inv, weights=values)
+    sizes = np.bincount(inv).astype(float)
+    return sums, sizes
+
+
+def cluster_se(values, groups=None) -> float:
+    """Standard error of the mean; CR1 cluster-robust when groups are given."""
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    if groups is None:
+        return float(x.std(ddof=1) / np.sqrt(n))
+    resid_sums, _ = _clusters(x - x.mean(), groups)
+    g = len(resid_sums)
+    if g < 2:
+        return float("nan")
+    return float(np.sqrt(g / (g - 1) * np.sum(resid_sums**2)) / n)
+
+
+def wilson(successes: float, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval for a proportion (stays inside [0, 1], sane at 0/n and n/n)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + Z95**2 / n
+    centre = (p + Z95**2 / (2 * n)) / denom
+    half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def mean_ci(values, groups=None, binary: bool = False) -> MeanCI:
+    """Mean with a 95% CI: Wilson for unclustered pass/fail scores, else mean +- 1.96 SE
+    (cluster-robust SE when groups are given)."""
+    x = np.asarray(values, dtype=float)
+    m = float(x.mean()) if len(x) else float("nan")
+    if groups is not None and len(set(map(str, groups))) < MIN_CLUSTERS:
+        groups = None                      # too few clusters for a cluster-robust SE
+    se = cluster_se(x, groups)
+    if binary and groups is None and np.all((x == 0) | (x == 1)):
+        low, high = wilson(float(x.sum()), len(x))
+        return MeanCI(m, low, high, se, len(x))
+    half = Z95 * se if np.isfinite(se) else float("nan")
+    return MeanCI(m, m - half, m + half, se, len(x))
+
+
+def bootstrap_means(values, groups=None, n_boot: int = 10_000, seed: int = 0,
+                    chunk: int = 500) -> np.ndarray:
+    """Bootstrap distribution of the mean, resampling clusters; vectorized in chunks."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        uniq, counts = np.unique(values, return_counts=True)
+        if len(uniq) <= 64:
+            # Few distinct values (pass/fail differences are -1/0/1): a resample is fully
+            # described by how often each value is drawn, a multinomial: O(n_boot * k).
+            draws = rng.multinomial(len(values), counts / len(values), size=n_boot)
+            return draws @ uniq / len(values)
+    sums, sizes = _clusters(values, groups)
+    g = len(sums)
+    equal = bool(np.all(sizes == sizes[0]))
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        idx = rng.integers(0, g, size=(k, g))
+        total = sums[idx].sum(axis=1)
+        out[start:start + k] = total / (g * sizes[0]) if equal else total / sizes[idx].sum(axis=1)
+    return out
+
+
+def mcnemar_exact(baseline_pass, candidate_pass) -> tuple[float, int, int]:
+    """Exact two-sided McNemar p-value via the binomial on discordant pairs.
+
+    Returns (p, n_regressed, n_improved) where regressed = baseline pass and candidate fail.
+    """
+    from scipy.stats import binomtest
+
+    a = np.asarray(baseline_pass, dtype=bool)
+    b = np.asarray(candidate_pass, dtype=bool)
+    regressed = int(np.sum(a & ~b))
+    improved = int(np.sum(~a & b))
+    if regressed + improved == 0:
+        return 1.0, 0, 0
+    return float(binomtest(improved, regressed + improved, 0.5).pvalue), regressed, improved
+
+
+def minimum_detectable_effect(se: float) -> float:
+    """Smallest true difference detected with 80% power at two-sided alpha 0.05."""
+    return float((Z95 + Z80) * se)
+
+
+def paired_compare(baseline, candidate, groups=None, binary: bool = False,
+                   n_boot: int = 10_000, seed: int = 0) -> PairedResult:
+    """Candidate - baseline on paired per-example scores: bootstrap CI, p, SE, MDE, McNemar."""
+    a = np.asarray(baseline, dtype=float)
+    b = np.asarray(candidate, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores must align: {a.shape} vs {b.shape}")
+    n = len(a)
+    d = b - a
+    diff = float(d.mean()) if n else float("nan")
+    if n == 0:
+        return PairedResult(0, 0, diff, diff, diff, 1.0, float("nan"), False, float("nan"),
+                            warning="no examples")
+    few_clusters = None
+    if groups is not None and len(set(map(str, groups))) < MIN_CLUSTERS:
+        # Cluster-robust inference needs many clusters; with a handful the cluster bootstrap
+        # collapses to the few cluster means (a falsely narrow CI). Fall back to rows.
+        few_clusters = (f"only {len(set(map(str, groups)))} groups (<{MIN_CLUSTERS}): "
+                        "clustering ignored, rows treated as independent")
+        groups = None
+    boots = bootstrap_means(d, groups, n_boot=n_boot, seed=seed)
+    low, high = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+    # Shifted-null bootstrap p-value: how often a resample strays from the mean by |diff|.
+    p_boot = float((1 + np.sum(np.abs(boots - diff) >= abs(diff) - 1e-12)) / (n_boot + 1))
+    if diff == 0 and high == low:
+        p_boot = 1.0
+    se = cluster_se(d, groups)
+    n_groups = n if groups is None else len(set(map(str, groups)))
+    mde = minimum_detectable_effect(se) if np.isfinite(se) else float("nan")
+    res = PairedResult(n, n_groups, diff, low, high, min(p_boot, 1.0), se, groups is not None, mde)
+    if binary:
+        res.p_mcnemar, res.n_regressed, res.n_improved = mcnemar_exact(a > 0.5, b > 0.5)
+    res.warning = "; ".join(w for w in (few_clusters, small_n_warning(res)) if w) or None
+    return res
+
+
+def small_n_warning(res: PairedResult) -> str | None:
+    """Say when n is too small to trust or to detect the observed difference."""
+    if res.n < MIN_N:
+        return f"n={res.n} is small (<{MIN_N}); CIs are rough"
+    if res.diff != 0 and np.isfinite(res.mde) and abs(res.diff) < res.mde:
+        need = int(np.ceil(res.n * (res.mde / abs(res.diff)) ** 2))
+        return (f"n={res.n} cannot reliably detect a difference of {res.diff:+.3f} "
+                f"(MDE {res.mde:.3f}); about n={need} would be needed")
+    return None

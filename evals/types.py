@@ -1,0 +1,86 @@
+"""The value types every evals module shares: which model, how to sample, what came out.
+
+`ModelRef` mirrors `training.checkpoints.ModelRef` field for field so evals accept either; the
+sampling config is part of the generation cache key, so every field that changes outputs is here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from curation.errors import StudioError
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A base model (HF name or folder) plus an optional LoRA adapter folder."""
+
+    base_model: str
+    adapter_path: str | None = None
+    name: str = ""                    # checkpoint id shown to users ('base:<m>' or '<run>/step-N')
+    chat_template: str | None = None  # the exact template used in training (None = tokenizer's)
+    eos_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.base_model:
+            raise StudioError("model reference: field 'base_model' is empty")
+        if not self.name:
+            object.__setattr__(self, "name", self.adapter_path or f"base:{self.base_model}")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Decoding settings. Defaults are greedy, 64 new tokens, one sample, seed 0."""
+
+    max_new_tokens: int = 64          # upper bound on generated tokens per sample
+    temperature: float = 0.0          # 0 = greedy
+    top_p: float = 1.0                # nucleus sampling mass (ignored when greedy)
+    n: int = 1                        # samples per prompt; each is cached with its sample index
+    seed: int = 0                     # base seed; sample i of a prompt uses seed + i
+    stop: tuple[str, ...] = field(default_factory=tuple)  # extra stop strings
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise StudioError(f"sampling: field 'max_new_tokens' must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise StudioError(f"sampling: field 'temperature' must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise StudioError(f"sampling: field 'top_p' must be in (0, 1], got {self.top_p}")
+        if self.n < 1:
+            raise StudioError(f"sampling: field 'n' must be >= 1, got {self.n}")
+        if self.temperature == 0 and self.n > 1:
+            raise StudioError("sampling: n > 1 needs temperature > 0 (greedy samples are identical)")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+    def canonical(self) -> str:
+        """The JSON that goes into the cache key (sorted keys, no whitespace)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> SamplingConfig:
+        data = dict(data or {})
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise StudioError(f"sampling: unknown field(s) {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class Generation:
+    """One sample for one prompt from one model."""
+
+    prompt_hash: str
+    sample_idx: int
+    output: str
+    n_tokens: int
+    finish_reason: str | None = None

@@ -1,0 +1,66 @@
+"""The sidebar status bar: which workspace, how many jobs run, whether a GPU is present."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from curation.errors import StudioError
+from studio.ui.context import lib, set_workspace, store, workspace_path
+
+
+@st.cache_resource(show_spinner=False)
+def gpu_name() -> str | None:
+    """The CUDA device name, or None; torch is imported once per server (it is slow to load)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(0)
+
+
+def list_runs(kind: str | None = None) -> list[dict]:
+    """Jobs from the store after ingesting run folders (so reloads and tabs agree)."""
+    s = store()
+    lister = lib("training.jobs", "list_runs")  # refreshes from the run folders first
+    if lister is not None:
+        return lister(s, kind=kind)
+    sql = "SELECT * FROM runs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created_at DESC"
+    return s.query(sql, [kind] if kind else [])
+
+
+def running_count() -> int:
+    """Jobs still running; finished eval jobs get their results stored on the way (any page)."""
+    runs = list_runs()
+    from studio.ui.evals_api import ingest_finished
+
+    ingest_finished(store(), runs)
+    return sum(1 for r in runs if r.get("state") in ("queued", "running"))
+
+
+def sidebar() -> None:
+    """Render the workspace picker and status metrics at the top of the sidebar."""
+    with st.sidebar:
+        st.markdown("### :material/tune: Tuning Studio")
+        st.caption("WORKSPACE")
+        with st.form("workspace_picker", border=False):
+            path = st.text_input("Workspace folder", value=str(workspace_path()),
+                                 label_visibility="collapsed",
+                                 help="Folder holding studio.duckdb and runs/. Type another path "
+                                      "and press Switch; it is created when missing.")
+            if st.form_submit_button("Switch workspace", width="stretch"):
+                try:
+                    set_workspace(path)  # the status and the page below use it already
+                except StudioError as exc:
+                    st.error(str(exc))
+        try:
+            running = running_count()
+        except StudioError as exc:
+            running = None
+            st.warning(str(exc))
+        gpu = gpu_name()
+        left, right = st.columns(2)
+        left.metric("Running jobs", "?" if running is None else running,
+                    help="Train and eval jobs in state queued or running.")
+        right.metric("GPU", "yes" if gpu else "no", help=gpu or "No CUDA device: CPU only.")

@@ -1,0 +1,299 @@
+"""Curate page: dedup and scoring in the background, cluster review, filters, versions, diff."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from studio.ui import background
+from studio.ui.context import call, field, lib_first, not_available, store, workspace_path
+from studio.ui.curation_api import (
+    CLUSTERS,
+    COUNT,
+    DECONTAM,
+    DEDUP,
+    DIFF,
+    SAVE_FILTERED,
+    SAVE_KEEPERS,
+    SCORE,
+    SCORERS,
+    get,
+)
+from studio.ui.data import dataset_overview, score_ranges, versions_of
+from studio.ui.training_api import model_choices
+from studio.ui.widgets import header, version_picker
+
+header("Curate", "Remove duplicates, score rows, filter by thresholds and save the result as a "
+       "new immutable version. Long work runs in the background; the page stays usable.")
+
+SCOPE = str(workspace_path())
+names = [d["name"] for d in dataset_overview(store())]
+if not names:
+    st.info("No datasets yet: import one on the **Datasets** page first.", icon=":material/info:")
+    st.stop()
+
+# A task that finished since this session last looked made a new version: show it. Tasks that
+# ended before the session started (another tab's) are only listed, never switched to.
+seen = st.session_state.setdefault("curate_seen_tasks",
+                                   {t.id for t in background.tasks("", SCOPE)
+                                    if t.state != "running"})
+for task in background.tasks("", SCOPE):
+    if task.state != "running" and task.id not in seen:
+        seen.add(task.id)
+        made = task.result.get("ref") if isinstance(task.result, dict) else None
+        if task.state == "completed" and made and "@" in made:
+            st.session_state["curate_dataset"], st.session_state["curate_version"] = \
+                made.split("@", 1)
+c1, c2, _ = st.columns([2, 1, 3])
+dataset = c1.selectbox("Dataset", names, key="curate_dataset")
+with c2:
+    version = version_picker(dataset, key="curate_version")
+ref = f"{dataset}@{version}" if version else dataset
+
+
+def task_panel(prefix: str) -> None:
+    """Progress of this page's background tasks; polls every second only while one runs."""
+
+    @st.fragment(run_every="1s" if background.any_running(prefix, SCOPE) else None)
+    def panel() -> None:
+        for task in background.tasks(prefix, SCOPE)[:3]:
+            with st.container(border=True):
+                if task.state == "running":
+                    frac = task.fraction
+                    st.progress(frac or 0.0, text=f"{task.label}: {task.done:,} / {task.total:,}"
+                                if frac is not None else f"{task.label}: working…")
+                elif task.state == "failed":
+                    st.error(f"{task.label} failed: {task.error}")
+                else:
+                    made = field(task.result, "ref") if isinstance(task.result, dict) else None
+                    st.success(f"{task.label} finished in {task.finished - task.started:.1f}s"
+                               + (f" → saved `{made}`" if made else ""),
+                               icon=":material/check_circle:")
+                    if task.result is not None:
+                        summary(task.result)
+        if not background.any_running(prefix, SCOPE) and st.session_state.get(f"polling-{prefix}"):
+            st.session_state[f"polling-{prefix}"] = False
+            st.rerun(scope="app")  # the page top switches to the version the task made
+        st.session_state[f"polling-{prefix}"] = background.any_running(prefix, SCOPE)
+
+    panel()
+
+
+def summary(result) -> None:
+    """A compact view of a library result: its scalar fields as metrics."""
+    data = result if isinstance(result, dict) else getattr(result, "__dict__", {})
+    scalars = {k: v for k, v in data.items() if isinstance(v, (int, float)) and
+               not isinstance(v, bool)}
+    if scalars:
+        cols = st.columns(min(len(scalars), 5))
+        for i, (k, v) in enumerate(list(scalars.items())[:5]):
+            cols[i].metric(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else v)
+
+
+def dedup_tab() -> None:
+    dedup = get(DEDUP)
+    if dedup is None:
+        not_available("Deduplication (curation.dedup)")
+        return
+    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    method = a.radio("Method", ["exact", "near", "semantic"], horizontal=True, key="dedup_method",
+                     help="exact: same text after normalizing case, spaces, punctuation · "
+                          "near: MinHash Jaccard similarity · semantic: embedding cosine.")
+    threshold = b.slider("Similarity threshold", 0.5, 1.0, 0.8, 0.01, key="dedup_threshold",
+                         disabled=method == "exact",
+                         help="Pairs at or above it fall into one cluster; lower finds more.")
+    if c.button("Run dedup", type="primary", icon=":material/play_arrow:",
+                disabled=background.any_running("Dedup", SCOPE)):
+        kwargs = {} if method == "exact" else {"threshold": threshold}
+        background.start(f"Dedup ({method}) of {ref}", SCOPE, dedup, store(), ref, method=method, **kwargs)
+        st.rerun()
+    st.caption("Dedup never deletes: it saves a new version where each cluster keeps one row "
+               "and flags the rest.")
+    task_panel("Dedup")
+    clusters_review()
+
+
+def clusters_review() -> None:
+    clusters = get(CLUSTERS)
+    if clusters is None:
+        return
+    page_size = 10
+    page_no = int(st.session_state.get("cluster_page", 1))
+    ok, got = call("Loading clusters", clusters, store(), ref, page_no, page_size)
+    if not ok:
+        return
+    found, total = got
+    found = [c for c in found if field(c, "size", 0) > 1]
+    if not found:
+        if page_no == 1:
+            st.caption("No duplicate clusters in this version: run a dedup, then review here.")
+        return
+    st.subheader("Duplicate clusters")
+    st.caption("Largest first. Each cluster keeps one row (the keeper); choose another where "
+               "the default is worse, then save a new version.")
+    overrides = st.session_state.setdefault(f"keepers:{ref}", {})
+    st.columns([1, 4])[0].number_input(f"Page of clusters (of {max(1, -(-total // page_size))})",
+                                       1, max(1, -(-total // page_size)), key="cluster_page")
+    for cluster in found:
+        cid, members = field(cluster, "cluster"), field(cluster, "members") or []
+        keeper = overrides.get(cid, field(cluster, "keeper"))
+        with st.expander(f"Cluster `{cid}` · {len(members)} rows", expanded=cluster is found[0]):
+            cols = st.columns(min(len(members), 3))
+            for i, m in enumerate(members[:3]):
+                uid = field(m, "uid")
+                with cols[i].container(border=True):
+                    st.markdown((":orange[:material/star:] **keeper**" if uid == keeper
+                                 else ":gray[duplicate]")
+                                + f" · `{field(m, 'id')}` · line {field(m, 'source_line')}")
+                    st.text(field(m, "instruction") or "")
+                    st.caption(field(m, "response") or "")
+                    if uid != keeper and st.button("Keep this one", key=f"keep-{cid}-{uid}"):
+                        overrides[cid] = uid
+                        st.rerun()
+            if len(members) > 3:
+                st.caption(f"+ {len(members) - 3} more rows in this cluster")
+    save = get(SAVE_KEEPERS)
+    if save is not None and overrides and st.button(
+            f"Save new version with {len(overrides)} keeper change(s)", icon=":material/save:",
+            type="primary"):
+        ok, res = call("Saving keepers", save, store(), ref, dict(overrides))
+        if ok:
+            overrides.clear()
+            st.success(f"Saved `{field(res, 'ref', res)}`.", icon=":material/check_circle:")
+
+
+def scores_tab() -> None:
+    score = get(SCORE)
+    if score is None:
+        not_available("Scoring (curation.scoring)")
+    else:
+        scorers = list(lib_first(*SCORERS) or ["heuristic"])
+        a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+        scorer = a.selectbox("Scorer", scorers, key="scorer",
+                             help="heuristic: lengths, repetition, language… (instant, SQL). "
+                                  "perplexity / ifd / model: per-example response loss under a "
+                                  "model; IFD = loss with the instruction / loss without it.")
+        models = model_choices(workspace_path() / "models")
+        model = b.selectbox("Model", models or ["(none in workspace)"], key="score_model",
+                            accept_new_options=True, disabled=scorer == "heuristic",
+                            help="HF name or folder of the causal LM that computes the loss.")
+        if c.button("Compute", icon=":material/calculate:", type="primary",
+                    disabled=background.any_running("Scoring", SCOPE)):
+            kwargs = {} if scorer == "heuristic" else {"model": model}
+            background.start(f"Scoring ({scorer}) of {ref}", SCOPE, score, store(), ref,
+                             scorer=scorer, **kwargs)
+            st.rerun()
+        st.caption("Scoring saves a new version carrying the scores; filters on any later "
+                   "version can use them.")
+        task_panel("Scoring")
+    threshold_filter()
+
+
+def threshold_filter() -> None:
+    """Sliders per score; the count of rows kept updates live (a COUNT in DuckDB per change)."""
+    cond, count = lib_first(("curation.filters", "Condition")), get(COUNT)
+    if cond is None or count is None:
+        not_available("Filtering (curation.filters)")
+        return
+    st.subheader("Filter by thresholds")
+    ranges = [r for r in score_ranges(store(), dataset, version) if r["hi"] > r["lo"]]
+    conds = []
+    if st.checkbox("Drop rows flagged as duplicates", value=True, key="thr_dups",
+                   help="Keeps only each duplicate cluster's keeper."):
+        conds.append(cond("is_dup", "=", False))
+    cols = st.columns(3)
+    for i, r in enumerate(ranges):
+        lo, hi = float(r["lo"]), float(r["hi"])
+        sel = cols[i % 3].slider(r["name"], lo, hi, (lo, hi), key=f"thr-{r['name']}",
+                                 help="Rows whose score falls outside the range are dropped.")
+        if sel[0] > lo:
+            conds.append(cond(r["name"], ">=", sel[0]))
+        if sel[1] < hi:
+            conds.append(cond(r["name"], "<=", sel[1]))
+    if not ranges:
+        st.caption("Compute scores above to get a slider per score.")
+    ok, kept = call("Counting", count, store(), ref, conds)
+    ok_all, total = call("Counting", count, store(), ref, [])
+    if ok and ok_all:
+        st.metric("Rows kept", f"{kept:,} of {total:,}",
+                  f"{kept - total:,} rows" if kept != total else None)
+    save = get(SAVE_FILTERED)
+    if save is not None and st.button("Save as new version", icon=":material/save:",
+                                      disabled=not conds or (ok and ok_all and kept == total)):
+        ok, out = call("Saving", save, store(), ref, conds)
+        if ok:
+            st.success(f"Saved `{field(out, 'ref', out)}` with {field(out, 'n_rows', 0):,} rows "
+                       f"({field(out, 'n_removed', 0):,} removed).", icon=":material/check_circle:")
+
+
+def versions_tab() -> None:
+    rows = versions_of(store(), dataset)
+    lines = ['digraph { rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef2ff", '
+             'color="#4f46e5", fontname="Helvetica"];']
+    for v in rows:
+        lines.append(f'"{v["version"]}" [label="{v["version"]}\\n{v["operation"]} · '
+                     f'{int(v["n_rows"] or 0):,} rows"];')
+        if v["parent"]:
+            lines.append(f'"{v["parent"]}" -> "{v["version"]}";')
+    st.graphviz_chart("\n".join(lines) + "}", width="content")
+    table = pd.DataFrame([{**v, "params": json.dumps(v.get("params") or {}, default=str)}
+                          for v in rows])
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"n_rows": st.column_config.NumberColumn("rows", format="%d"),
+                                "created_at": st.column_config.DatetimeColumn("created")})
+    diff = get(DIFF)
+    with_parent = [v["version"] for v in rows if v["parent"]]
+    if diff is None:
+        not_available("Version diff (curation.versions)")
+    elif with_parent:
+        pick = st.selectbox("Diff a version against its parent", with_parent, key="diff_version")
+        parent = next(v["parent"] for v in rows if v["version"] == pick)
+        ok, out = call("Diff", diff, store(), f"{dataset}@{parent}", f"{dataset}@{pick}")
+        if ok:
+            kinds = ("removed", "added", "changed", "reflagged")
+            cols = st.columns(4)
+            for col, kind in zip(cols, kinds, strict=True):
+                col.metric(kind, f"{int(field(out, kind, 0)):,}")
+                ids = field(out, f"{kind}_ids") or []
+                if ids:
+                    col.caption("e.g. " + ", ".join(f"`{i}`" for i in ids))
+
+
+def decontam_tab() -> None:
+    report = get(DECONTAM)
+    if report is None:
+        not_available("Decontamination (curation.decontam)")
+        return
+    st.caption("Drops training rows that share long n-grams with held-out rows of another "
+               "dataset (its held-out split when it has one), and saves the rest as a new "
+               "version. The report lists what was removed.")
+    others = [n for n in names if n != dataset]
+    if not others:
+        st.caption("Import the dataset your eval suites come from to check against it.")
+        return
+    a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
+    against = a.selectbox("Check against", others, key="decontam_against")
+    ngram = b.number_input("n-gram", 4, 32, 8, key="decontam_ngram",
+                           help="Shared word n-gram length that counts as contamination.")
+    if c.button("Decontaminate", icon=":material/policy:", type="primary"):
+        ok, out = call("Decontamination", report, store(), ref, against, ngram=int(ngram))
+        if ok:
+            st.success(f"Saved `{out['ref']}`: {out['n_flagged']:,} of {out['n_checked']:,} "
+                       f"training rows overlapped {out['n_eval']:,} held-out rows of "
+                       f"`{against}`.", icon=":material/check_circle:")
+            if out.get("flagged_ids"):
+                st.caption("Removed (first 20): " + ", ".join(f"`{i}`" for i in out["flagged_ids"]))
+
+
+t1, t2, t3, t4 = st.tabs([":material/content_copy: Dedup", ":material/tune: Scores & filters",
+                          ":material/account_tree: Versions", ":material/policy: Decontamination"])
+with t1:
+    dedup_tab()
+with t2:
+    scores_tab()
+with t3:
+    versions_tab()
+with t4:
+    decontam_tab()

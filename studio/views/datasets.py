@@ -1,0 +1,155 @@
+"""Datasets page: import with a preview, list datasets, browse rows page by page, histograms."""
+
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from studio.ui import browse as browse_ui
+from studio.ui.context import call, field, lib, not_available, store, workspace_path
+from studio.ui.data import (
+    dataset_overview,
+    default_dataset_name,
+    histogram,
+    save_upload,
+    score_names,
+)
+from studio.ui.widgets import chat_bubbles, header, version_picker
+
+FORMATS = ["auto", *(lib("curation.formats", "FORMATS") or {})]
+
+header("Datasets", "Import instruction-response data, browse it row by row and look at its "
+       "shape before curating.")
+
+overview = dataset_overview(store())
+names = [d["name"] for d in overview]
+m1, m2, m3 = st.columns(3)
+m1.metric("Datasets", len(overview))
+m2.metric("Rows (latest versions)", f"{sum(int(d.get('rows') or 0) for d in overview):,}")
+m3.metric("Versions", sum(int(d.get("versions") or 0) for d in overview))
+
+tab_browse, tab_import, tab_stats = st.tabs([":material/search: Browse", ":material/upload: Import",
+                                             ":material/bar_chart: Statistics"])
+
+
+def import_tab() -> None:
+    preview = lib("curation.importer", "preview")
+    import_file = lib("curation.importer", "import_file")
+    if import_file is None:
+        not_available("Importing (curation.importer)")
+        return
+    source = st.radio("Source", ["Upload a file", "Path or Hugging Face name"], horizontal=True,
+                      help="JSONL, JSON, CSV, Parquet, a `save_to_disk` folder or a hub name.")
+    path = None
+    if source == "Upload a file":
+        up = st.file_uploader("Data file", type=["jsonl", "json", "csv", "parquet"],
+                              help="Kept under <workspace>/uploads/ so errors can name it.")
+        if up is not None:
+            path = str(save_upload(workspace_path(), up.name, up.getvalue()))
+    else:
+        path = st.text_input("Path or dataset name", placeholder="/data/train.jsonl") or None
+    c1, c2 = st.columns([1, 2])
+    fmt = c1.selectbox("Format", FORMATS, help="`auto` detects alpaca, prompt/completion, "
+                       "question/answer, OpenAI `messages` and ShareGPT `conversations`.")
+    mapping_text = c2.text_input("Column mapping (JSON, optional)", placeholder='{"instruction": "question"}',
+                                 help="Canonical field -> column in your file, when names differ.")
+    if not path:
+        st.caption("Choose a file to see its detected format and the first rows before importing.")
+        return
+    try:
+        mapping = json.loads(mapping_text) if mapping_text.strip() else None
+    except json.JSONDecodeError as exc:
+        st.error(f"column mapping is not valid JSON: {exc}")
+        return
+    fmt_arg = None if fmt == "auto" else fmt
+    if preview is not None:
+        ok, pv = call("Preview", preview, path, format=fmt_arg, mapping=mapping, n=5)
+        if not ok:
+            return
+        f1, f2, f3 = st.columns([1, 1, 3])
+        f1.metric("Source kind", field(pv, "kind") or "?")
+        f2.metric("Detected format", field(pv, "format") or "?")
+        f3.markdown("**Column mapping** (canonical field ← your column)")
+        f3.code(", ".join(f"{k} ← {v}" for k, v in (field(pv, "mapping") or {}).items()),
+                language=None)
+        rows = field(pv, "rows") or []
+        keys = [k for k in ("line", "id", "system", "instruction", "response", "category")
+                if any(r.get(k) not in (None, "") for r in rows)]
+        if rows:
+            st.caption(f"First {len(rows)} rows as they will be stored:")
+            st.dataframe(pd.DataFrame([{k: r.get(k) for k in keys} for r in rows]),
+                         hide_index=True, width="stretch")
+    with st.form("import_form", border=False):
+        name = st.text_input("Dataset name", value=default_dataset_name(path),
+                             help="Importing again under an existing name adds a new version.")
+        if st.form_submit_button("Import", type="primary", icon=":material/download:"):
+            with st.spinner("Importing…"):
+                ok, result = call("Import", import_file, store(), path, name, format=fmt_arg,
+                                  mapping=mapping)
+            if ok:
+                st.session_state["import_done"] = (
+                    f"Imported {field(result, 'n_rows', 0):,} rows into "
+                    f"`{name}@{field(result, 'version', 'v1')}` "
+                    f"(format {field(result, 'format', '?')}).")
+                st.rerun()
+    if "import_done" in st.session_state:
+        st.success(st.session_state.pop("import_done"), icon=":material/check_circle:")
+
+
+def stats_tab() -> None:
+    if not names:
+        st.caption("No datasets yet.")
+        return
+    c1, c2, c3 = st.columns(3)
+    name = c1.selectbox("Dataset", names, key="stats_dataset")
+    with c2:
+        version = version_picker(name, key="stats_version")
+    if version is None:
+        return
+    measures = ["response chars", "instruction chars", "turns"] + [
+        f"score:{n}" for n in score_names(store(), name, version)]
+    measure = c3.selectbox("Measure", measures, key="stats_measure",
+                           help="Lengths, or any score computed on Curate.")
+    hist = lib("curation.scoring", "histogram")
+    if measure.startswith("score:") and hist is not None:
+        ok, h = call("Histogram", hist, store(), f"{name}@{version}", measure[len("score:"):],
+                     bins=30)
+        if not ok:
+            return
+        edges = h["edges"]
+        data = pd.DataFrame({"bin": edges[:-1], "width": [b - a for a, b in zip(edges, edges[1:],
+                                                                                  strict=False)],
+                             "n": h["counts"]}) if edges else pd.DataFrame()
+        if h.get("labels"):
+            st.caption("Labels: " + ", ".join(f"{k} {v:,}" for k, v in h["labels"].items()))
+    else:
+        data = pd.DataFrame(histogram(store(), name, version, measure))
+    if data.empty:
+        st.caption("Nothing to plot for this version.")
+        return
+    data["end"] = data["bin"] + data["width"].fillna(0)
+    chart = alt.Chart(data).mark_bar(color="#4f46e5").encode(
+        x=alt.X("bin:Q", title=measure, bin="binned"), x2="end:Q",
+        y=alt.Y("n:Q", title="rows"), tooltip=["bin", "n"]).properties(height=320)
+    st.altair_chart(chart, width="stretch")
+
+
+with tab_browse:
+    if overview:
+        st.dataframe(pd.DataFrame(overview), hide_index=True, width="stretch",
+                     column_config={"rows": st.column_config.NumberColumn("rows", format="%d"),
+                                    "created_at": st.column_config.DatetimeColumn("created")})
+        picked = browse_ui.browser(names)
+        if picked is not None:
+            st.subheader("Row detail")
+            chat_bubbles(picked)
+    else:
+        st.info("No datasets in this workspace yet: import one in the **Import** tab.",
+                icon=":material/info:")
+with tab_import:
+    import_tab()
+with tab_stats:
+    stats_tab()

@@ -1,0 +1,90 @@
+"""`studio demo --quick --no-ui --json` end to end: real model, real runs, consistent numbers.
+
+Quick mode is too small for curation to win reliably, so this checks structure and internal
+consistency (differences equal differences of means, n equals suite sizes, lineage, planted
+noise accounting), not which run is better.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from studio.cli import main
+
+
+def _run_cli(args: list[str], capsys) -> dict:
+    code = 0
+    try:
+        main(args)
+    except SystemExit as exc:  # main() exits only on errors
+        code = exc.code
+    out = capsys.readouterr()
+    assert code in (0, None), out.err[-3000:]
+    assert out.out.lstrip().startswith("{"), (out.out[:500], out.err[-2000:])
+    return json.loads(out.out)
+
+
+def _seed_model_cache(ws, tiny_model) -> None:
+    """Put the session's tiny model where the demo caches its base model (same fingerprint),
+    so the test exercises the demo's reuse path instead of pretraining again."""
+    from studio.demo import DemoSettings
+    from training.tiny_model import TinyModelConfig
+
+    cfg = TinyModelConfig(pretrain_steps=DemoSettings.preset(quick=True).pretrain_steps)
+    if tiny_model.name.endswith(cfg.fingerprint()):
+        shutil.copytree(tiny_model, ws / "models" / f"tiny-{cfg.fingerprint()}")
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_quick_demo_end_to_end(tmp_path, capsys, require_vllm, tiny_model):
+    ws = tmp_path / "ws"
+    _seed_model_cache(ws, tiny_model)
+    r = _run_cli(["demo", "--workspace", str(ws), "--quick", "--no-ui", "--json", "--seed", "1"],
+                 capsys)
+    assert r["quick"] is True and r["seed"] == 1 and r["backend"] == "vllm"
+    heldout = [json.loads(x) for x in
+               (ws / "demo-data" / "seed-1" / "heldout.jsonl").read_text().splitlines()]
+    general = (ws / "demo-data" / "seed-1" / "general.jsonl").read_text().splitlines()
+    labels = ["base", "raw", "curated", "curated+replay"]
+    assert list(r["checkpoints"]) == labels
+    for role, n in (("task", len(heldout)), ("general", len(general))):
+        assert list(r["scores"][role]) == labels
+        for s in r["scores"][role].values():
+            assert s["n"] == n
+            assert s["low"] <= s["mean"] <= s["high"] and 0 <= s["mean"] <= 1
+    task, gen = r["scores"]["task"], r["scores"]["general"]
+    p = r["curated_vs_raw"]
+    assert p["n"] == len(heldout)
+    assert math.isclose(p["diff"], task["curated"]["mean"] - task["raw"]["mean"], abs_tol=1e-9)
+    assert p["ci_low"] <= p["diff"] <= p["ci_high"] and 0 <= p["p_value"] <= 1
+    for label in labels[1:]:
+        f = r["forgetting"][label]
+        assert math.isclose(f["diff"], gen[label]["mean"] - gen["base"]["mean"], abs_tol=1e-9)
+    e = r["replay_effect"]
+    assert math.isclose(e["diff"], gen["curated+replay"]["mean"] - gen["curated"]["mean"],
+                        abs_tol=1e-9)
+    # Curation: the curated version descends from the import, and its accounting adds up.
+    assert r["lineage"][0] == r["versions"]["raw"] and r["lineage"][-1] == r["versions"]["curated"]
+    q = r["curation"]["quality"]
+    assert q["n_kept"] + q["n_removed"] == q["n_rows"]
+    assert 0 < q["n_removed"] < q["n_rows"]
+    assert q["false_positives"] <= q["n_removed"]
+    assert [s["name"] for s in r["steps"]][0] == "base model"
+    assert r["total_s"] >= sum(s["seconds"] for s in r["steps"]) - 1
+
+
+def test_demo_help_lists_the_options():
+    from click.testing import CliRunner
+
+    from studio.cli import _register_commands
+    from studio.cli.common import cli
+
+    _register_commands()
+    out = CliRunner().invoke(cli, ["demo", "--help"]).output
+    for flag in ("--workspace", "--no-ui", "--json", "--seed", "--quick"):
+        assert flag in out

@@ -1,0 +1,225 @@
+"""End to end in a real headless Chromium: the user journey of issue 5, with screenshots.
+
+Starts `studio ui` on a free loopback port over a prepared workspace, imports a file by upload,
+runs a dedup, launches a tiny training run and waits for it, opens the comparison page, and
+saves a full-page screenshot of each page in test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"studio ui exited early with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError("studio ui did not become healthy")
+
+
+@pytest.fixture
+def studio_server(tmp_path, tiny_model):
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    shutil.copytree(tiny_model, ws / "models" / "tiny")  # offered as a base model on Train
+    add_suites(ws)
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "studio"), "--workspace", str(ws), "ui",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_healthy(url, proc)
+        yield url, ws
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def add_suites(ws: Path) -> None:
+    """A task suite (what the run should learn) and a general one (what it must not forget)."""
+    from curation.store import Store
+    from evals.suites import Suite, save_suite
+    from training import synthetic
+
+    store = Store(ws)
+    for name, role, family in (("repeat", "task", "repeat_twice"), ("retained", "general",
+                                                                     "reverse")):
+        rows = [{**r, "id": f"{name}-{i}"}
+                for i, r in enumerate(synthetic.generate([family], 8, seed=9))]
+        save_suite(store, Suite(name=name, role=role, metrics=["token_f1", "exact_match"],
+                                sampling={"max_new_tokens": 8}, rows=rows))
+
+
+def data_file(tmp_path: Path) -> Path:
+    from training import synthetic
+
+    rows = synthetic.generate(["repeat_twice"], 40, seed=0)
+    rows = rows + rows[:6]  # exact duplicates for the dedup step
+    path = tmp_path / "journey.jsonl"
+    path.write_text("".join(json.dumps({"instruction": r["instruction"],
+                                        "output": r["response"]}) + "\n" for r in rows))
+    return path
+
+
+def shot(page, name: str) -> None:
+    """Whole page: Streamlit scrolls inside its main container, so grow the viewport to it."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(400)
+    size = page.viewport_size
+    height = page.evaluate("() => Math.max(...Array.from(document.querySelectorAll("
+                           "'[data-testid=stMain], [data-testid=stAppViewContainer]'),"
+                           " e => e.scrollHeight), window.innerHeight)")
+    page.set_viewport_size({"width": size["width"], "height": min(int(height), 6000)})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def settle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until Streamlit has finished its runs (no running indicator, no stale elements)."""
+    page.wait_for_load_state("networkidle")
+    for _ in range(2):  # a rerun may start just after the first check
+        page.wait_for_timeout(300)
+        page.wait_for_function(
+            "() => !document.querySelector('[data-testid=stStatusWidget]') && "
+            "!document.querySelector('[data-stale=true]')", timeout=timeout_ms)
+
+
+def no_tracebacks(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.content()[:2000]
+
+
+def test_user_journey_in_browser(studio_server, chromium_path, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, ws = studio_server
+    path = data_file(tmp_path)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+        try:
+            # Datasets: upload, see the detected format, import
+            page.goto(url)
+            settle(page)
+            shot(page, "01-datasets-empty")
+            page.get_by_role("tab", name="Import").click()
+            page.locator("input[type=file]").set_input_files(str(path))
+            page.get_by_text("Detected format").wait_for()
+            settle(page)
+            shot(page, "02-import-preview")
+            page.get_by_role("button", name="Import").click()
+            page.get_by_text("Imported 46 rows").wait_for()
+            settle(page)
+            page.get_by_role("tab", name="Browse").click()
+            page.get_by_text("46 rows match").wait_for()
+            shot(page, "03-datasets-browse")
+            no_tracebacks(page)
+
+            # Curate: run an exact dedup in the background, review the clusters
+            page.goto(url + "curate")
+            settle(page)
+            page.get_by_role("button", name="Run dedup").click()
+            page.get_by_role("heading", name="Duplicate clusters").wait_for(timeout=60_000)
+            page.get_by_text("saved journey@v2").wait_for()
+            settle(page)
+            shot(page, "04-curate-dedup")
+            no_tracebacks(page)
+
+            # Train: launch a tiny run from the form, watch it complete
+            page.goto(url + "train")
+            settle(page)
+            page.get_by_role("tab", name="New run").click()
+            form = page.get_by_test_id("stForm")
+            form.get_by_role("spinbutton", name="max steps").fill("40")
+            form.get_by_text("Advanced").click()
+            form.get_by_role("spinbutton", name="logging steps").fill("2")
+            form.get_by_role("spinbutton", name="eval steps").fill("10")
+            form.get_by_role("spinbutton", name="save steps").fill("20")
+            form.get_by_role("spinbutton", name="batch size").fill("16")
+            shot(page, "05-train-form")
+            page.get_by_role("button", name="Launch run").click()
+            page.get_by_text("Launched run").wait_for()
+            settle(page)
+            page.get_by_role("tab", name="Runs").click()
+            page.get_by_text(re.compile(r"— completed$")).wait_for(timeout=240_000)
+            settle(page)
+            page.wait_for_timeout(2500)  # a last fragment tick draws the final curves
+            shot(page, "06-train-run")
+            no_tracebacks(page)
+
+            # Evaluate: base model and the last checkpoint on both suites, as detached jobs
+            page.goto(url + "evaluate")
+            settle(page)
+            for suite in ("repeat", "retained"):
+                page.get_by_role("tab", name="New evaluation").click()
+                page.get_by_test_id("stSelectbox").filter(has_text="Suite").click()
+                page.get_by_role("option", name=re.compile(f"^{suite} ")).click()
+                page.get_by_role("button", name="Launch evaluation").click()
+                page.get_by_text("Launched eval job").wait_for()
+                settle(page)
+            page.get_by_role("tab", name="Jobs").click()
+            shot(page, "07-evaluate-jobs")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stMarkdownContainer]')]"
+                ".filter(e => / — completed/.test(e.innerText)).length >= 2", timeout=300_000)
+            settle(page)
+            page.get_by_role("tab", name="Results").click()
+            page.get_by_test_id("stDataFrame").first.wait_for(timeout=120_000)
+            shot(page, "08-evaluate-results")
+            no_tracebacks(page)
+
+            # Compare: opened the way `studio demo` opens it
+            page.goto(url + "?page=compare")
+            settle(page)
+            page.get_by_role("heading", name="Checkpoint × metric").wait_for()
+            page.locator(".vega-embed").first.wait_for()
+            settle(page)
+            shot(page, "09-compare-summary")
+            page.get_by_role("tab", name="Examples").click()
+            shot(page, "10-compare-examples")
+            page.get_by_role("tab", name="Forgetting").click()
+            shot(page, "11-compare-forgetting")
+            no_tracebacks(page)
+        except Exception:
+            shot(page, "failure")  # what the page showed when the journey broke
+            raise
+        browser.close()

@@ -1,0 +1,76 @@
+"""What evals load: a checkpoint id -> base model + adapter + the exact chat template and EOS.
+
+Ids: `<run_id>/step-<N>` for adapters saved by a training run, `base:<model>` for a base model
+(an HF name or local folder) without adapter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from curation.errors import NotFoundError
+from training.status import META_FILE
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Everything a generation backend needs to load a model the way it was trained."""
+
+    name: str
+    base_model: str
+    adapter_path: str | None = None
+    chat_template: str | None = None
+    eos_token: str | None = None
+
+
+def _tokenizer_template(folder: str) -> tuple[str | None, str | None]:
+    """Chat template and EOS from a local model folder's tokenizer files (no model load)."""
+    path = Path(folder)
+    template = None
+    if (path / "chat_template.jinja").exists():
+        template = (path / "chat_template.jinja").read_text()
+    eos = None
+    config = path / "tokenizer_config.json"
+    if config.exists():
+        data = json.loads(config.read_text())
+        template = template or data.get("chat_template")
+        eos = data.get("eos_token")
+        if isinstance(eos, dict):
+            eos = eos.get("content")
+    return template, eos
+
+
+def resolve(store, checkpoint_id: str) -> ModelRef:
+    """The ModelRef of a checkpoint id (refreshing running jobs once if it is not known yet)."""
+    if checkpoint_id.startswith("base:"):
+        base = checkpoint_id[len("base:"):]
+        if not base:
+            raise NotFoundError("checkpoint id 'base:' names no model")
+        template, eos = _tokenizer_template(base)
+        return ModelRef(name=checkpoint_id, base_model=base, chat_template=template, eos_token=eos)
+    sql = "SELECT id, path, base_model FROM checkpoints WHERE id = ?"
+    rows = store.query(sql, [checkpoint_id])
+    if not rows:
+        from training.jobs import refresh
+
+        refresh(store)
+        rows = store.query(sql, [checkpoint_id])
+    if not rows:
+        raise NotFoundError(f"checkpoint {checkpoint_id!r} not found (ids look like "
+                            f"'<run_id>/step-<N>' or 'base:<model>')")
+    row = rows[0]
+    meta_path = Path(row["path"]) / META_FILE
+    if not meta_path.exists():
+        raise NotFoundError(f"checkpoint {checkpoint_id}: {meta_path} is missing")
+    meta = json.loads(meta_path.read_text())
+    return ModelRef(name=checkpoint_id, base_model=row["base_model"], adapter_path=row["path"],
+                    chat_template=meta.get("chat_template"), eos_token=meta.get("eos_token"))
+
+
+def list_checkpoints(store, run_id: str | None = None) -> list[dict]:
+    sql = "SELECT id, run_id, step, path, base_model, adapter_hash, metrics, created_at FROM checkpoints"
+    if run_id:
+        return store.query(sql + " WHERE run_id = ? ORDER BY step", [run_id])
+    return store.query(sql + " ORDER BY created_at DESC")
