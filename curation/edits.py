@@ -14,8 +14,10 @@ from curation.errors import StudioError
 from curation.store import Store
 
 
-def exclude(store: Store, ref: str, ids: list[str], out: str | None = None) -> dict:
-    """New version without the rows whose `id` is listed (unknown ids are an error)."""
+def exclude(store: Store, ref: str, ids: list[str], out: str | None = None,
+            operation: str = "exclude", params: dict | None = None) -> dict:
+    """New version without the rows whose `id` is listed (unknown ids are an error).
+    `operation`/`params` let a caller that chose the ids (e.g. denoise) record why."""
     if not ids:
         raise StudioError("exclude: no ids given")
     with store.transaction() as con:
@@ -29,7 +31,7 @@ def exclude(store: Store, ref: str, ids: list[str], out: str | None = None) -> d
         sql = ("SELECT vr.uid, vr.split, vr.dup_cluster, vr.is_dup FROM version_rows vr "
                "JOIN rows r ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "
                "AND NOT list_contains(?, r.id)")
-        name = V.create_version(con, dataset, version, "exclude", {"ids": ids}, sql,
+        name = V.create_version(con, dataset, version, operation, {**(params or {}), "ids": ids}, sql,
                                 [dataset, version, ids], out)
     return {"ref": f"{dataset}@{name}", "parent": f"{dataset}@{version}", "n_excluded": len(ids)}
 

@@ -481,44 +481,13 @@ def _dedup_and_heuristics(store: Store, raw_ref: str, settings: DemoSettings
     return steps, kept["ref"]
 
 
-def loss_threshold(losses, seed: int) -> float:
-    """Split losses into a low and a high group with a 2-component Gaussian mixture on log-loss
-    (as DivideMix does for noisy labels); returns the largest loss kept as clean."""
-    import numpy as np
-    from sklearn.mixture import GaussianMixture
-
-    x = np.log(np.clip(np.asarray(losses, dtype=float), 1e-6, None)).reshape(-1, 1)
-    gmm = GaussianMixture(n_components=2, random_state=seed).fit(x)
-    low = int(np.argmin(gmm.means_.ravel()))
-    clean = (gmm.predict(x) == low) | (x.ravel() <= gmm.means_.ravel()[low])
-    return float(np.exp(x[clean].max()))
-
-
-def high_loss_ids(rows: list[dict], seed: int, min_group: int = 20) -> tuple[list[str], dict]:
-    """Ids in the high-loss mode of their category. Per category, because tasks differ in how
-    hard they are (measured: clean join_dash rows had a median loss of 1.7, clean last_word
-    rows 0.17), so one global cut would keep one task's wrong rows and drop another's clean
-    ones. Groups smaller than `min_group` are left alone."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["category"] or "", []).append(r)
-    flagged, thresholds = [], {}
-    for name, members in sorted(groups.items()):
-        if len(members) < min_group:
-            continue
-        cut = loss_threshold([m["loss"] for m in members], seed)
-        thresholds[name] = round(cut, 4)
-        flagged += [m["id"] for m in members if m["loss"] > cut]
-    return flagged, thresholds
-
-
 def _loss_filter(store: Store, ref: str, raw_ckpt: str, data: DemoData, seed: int
                  ) -> tuple[str, dict, float | None]:
     """Score every row by its response loss under the raw-tuned model, drop the high-loss mode."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from curation.edits import exclude
+    from curation.noisy_labels import drop_high_loss, row_losses
     from curation.scoring import score
     from training.merge import merge_checkpoint
 
@@ -527,17 +496,12 @@ def _loss_filter(store: Store, ref: str, raw_ckpt: str, data: DemoData, seed: in
     if not (merged / "config.json").exists():
         merge_checkpoint(store, raw_ckpt, merged)
     scored = score(store, ref, "perplexity", model=str(merged), batch_size=64, max_length=128)
-    dataset, version = scored["ref"].split("@")
-    got = store.query("SELECT r.id, r.category, s.value AS loss FROM scores s "
-                      "JOIN rows r ON r.uid = s.uid WHERE s.dataset = ? AND s.version = ? "
-                      "AND s.name = 'resp_loss' AND s.value IS NOT NULL ORDER BY r.id",
-                      [dataset, version])
-    flagged, thresholds = high_loss_ids(got, seed)
-    kept = exclude(store, scored["ref"], flagged) if flagged else dict(scored)
+    kept = drop_high_loss(store, scored["ref"], score="resp_loss", group_by="category", seed=seed)
     kept["n_kept"] = _kept(store, kept["ref"])
+    got = row_losses(store, scored["ref"])
     losses = np.array([g["loss"] for g in got])
     bad = np.array([g["id"] in data.bad_label_ids for g in got])
     auroc = float(roc_auc_score(bad, losses)) if 0 < bad.sum() < len(bad) else None
-    cuts = ", ".join(f"{k} {v:.2f}" for k, v in thresholds.items())
+    cuts = ", ".join(f"{k} {v:.2f}" for k, v in kept["cuts"].items())
     step = _step(f"high response loss per task (cuts: {cuts})", n_in, kept)
     return kept["ref"], step, auroc

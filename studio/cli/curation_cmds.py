@@ -287,6 +287,28 @@ def exclude_cmd(ctx, ref, ids, out, as_json):
     emit(got, as_json, f"{got['ref']}: {got['n_excluded']} rows excluded")
 
 
+@cli.command("denoise")
+@click.argument("ref")
+@click.option("--score", "score_name", default="resp_loss", show_default=True,
+              help="Per-row loss score (from `studio score --scorer perplexity`).")
+@click.option("--group-by", type=click.Choice(["category", "source_file", "none"]),
+              default="category", show_default=True, help="Fit one cut per group.")
+@click.option("--min-group", default=20, show_default=True, help="Smaller groups are kept as is.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", default=None, help="Name of the new version (default vN).")
+@json_option
+@click.pass_context
+def denoise_cmd(ctx, ref, score_name, group_by, min_group, seed, out, as_json):
+    """Drop likely wrong labels: rows in the high-loss mode of their group (a new version)."""
+    from curation.noisy_labels import drop_high_loss
+
+    got = drop_high_loss(get_store(ctx), ref, score=score_name, group_by=group_by, seed=seed,
+                         min_group=min_group, out=out)
+    cuts = ", ".join(f"{k or '(all)'} {v:.3g}" for k, v in got["cuts"].items()) or "none"
+    emit(got, as_json, f"{got['ref']}: {got['n_excluded']} of {got['n_scored']} rows dropped "
+                       f"as likely wrong labels (loss cuts: {cuts})")
+
+
 @cli.command("versions")
 @click.argument("name")
 @json_option

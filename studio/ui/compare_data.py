@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import PurePath
 
 import pandas as pd
 
 
-def short(checkpoint: str) -> str:
-    """A label that fits a chart axis: `base:/long/path/tiny` -> `base:tiny`."""
+def short(checkpoint: str, run_names: Mapping[str, str] | None = None) -> str:
+    """A label that fits a chart axis: `base:/long/path/tiny` -> `base:tiny`, and
+    `<run id>/step-300` -> `<run name> · step-300` when the run has a name."""
     if checkpoint.startswith("base:"):
         return "base:" + (PurePath(checkpoint[5:]).name or checkpoint[5:])
-    return checkpoint
+    run_id, _, step = checkpoint.partition("/")
+    name = (run_names or {}).get(run_id)
+    return f"{name} · {step}" if name and step else checkpoint
 
 
-def checkpoint_metric_table(comparisons: list[dict]) -> pd.DataFrame:
+Label = Callable[[str], str]
+
+
+def checkpoint_metric_table(comparisons: list[dict], label: Label = short) -> pd.DataFrame:
     """Long table (checkpoint, metric, mean, low, high, n): the baseline once, then candidates."""
     rows, seen = [], set()
     for comp in comparisons:
@@ -25,7 +32,7 @@ def checkpoint_metric_table(comparisons: list[dict]) -> pd.DataFrame:
                     continue
                 seen.add((name, m["metric"]))
                 ci = m[who]
-                rows.append({"checkpoint": short(name), "metric": m["metric"], "mean": ci["mean"],
+                rows.append({"checkpoint": label(name), "metric": m["metric"], "mean": ci["mean"],
                              "low": ci["low"], "high": ci["high"], "n": ci["n"]})
     return pd.DataFrame(rows, columns=["checkpoint", "metric", "mean", "low", "high", "n"])
 
@@ -42,13 +49,14 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def paired_table(comparisons: list[dict], alpha: float = 0.05) -> pd.DataFrame:
+def paired_table(comparisons: list[dict], alpha: float = 0.05,
+                 label: Label = short) -> pd.DataFrame:
     """One line per (candidate, metric): paired difference vs the baseline and its test."""
     rows = []
     for comp in comparisons:
         for m in comp["metrics"]:
             p = m.get("p_value")
-            rows.append({"candidate": short(comp["candidate"]), "metric": m["metric"],
+            rows.append({"candidate": label(comp["candidate"]), "metric": m["metric"],
                          "diff": m["diff"], "ci_low": m["ci_low"], "ci_high": m["ci_high"],
                          "p_value": p, "significant": p is not None and p < alpha,
                          "test": m.get("test"), "worse": m.get("n_regressed") or 0,
@@ -69,6 +77,6 @@ def warnings(comparisons: list[dict]) -> list[str]:
     return [f"{text} ({', '.join(metrics)})" for text, metrics in seen.items()]
 
 
-def breakdown_table(comparisons: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"candidate": short(c["candidate"]), **b} for c in comparisons
+def breakdown_table(comparisons: list[dict], label: Label = short) -> pd.DataFrame:
+    return pd.DataFrame([{"candidate": label(c["candidate"]), **b} for c in comparisons
                          for b in c.get("breakdown") or []])

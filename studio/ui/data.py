@@ -131,3 +131,8 @@ def _as_dict(obj: Any) -> dict:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     return dict(obj)
+
+
+def run_names(s: Store) -> dict[str, str]:
+    """run id -> the name the user gave it (runs without one are left out)."""
+    return {r["id"]: r["name"] for r in s.query("SELECT id, name FROM runs WHERE name <> ''")}

@@ -3,12 +3,15 @@ forgetting on general suites, metric over checkpoints and per-category breakdown
 
 from __future__ import annotations
 
+from functools import partial
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from studio.ui import charts, compare_data
 from studio.ui.context import call, not_available, store, workspace_path
+from studio.ui.data import run_names
 from studio.ui.diff import side_by_side
 from studio.ui.evals_api import (
     COMPARE,
@@ -41,7 +44,9 @@ def compare_all(suite: str, baseline: str, candidates: list[str]) -> list[dict]:
     return [comparison(str(workspace_path()), suite, baseline, c, key) for c in candidates]
 
 
-suites = list_suites(store())
+# Task suites first: what the run should improve is what a reviewer opens first.
+suites = sorted(list_suites(store()), key=lambda s: (s["role"] != "task", s["name"]))
+label = partial(compare_data.short, run_names=run_names(store()))
 ready = {s["name"]: evaluated_checkpoints(store(), s["name"]) for s in suites}
 usable = [s["name"] for s in suites if len(ready[s["name"]]) >= 2]
 if not usable:
@@ -53,19 +58,19 @@ c1, c2, c3 = st.columns([2, 2, 4])
 suite = c1.selectbox("Suite", usable, key="cmp_suite",
                      help="Only suites with stored outputs of two or more checkpoints.")
 evaluated = ready[suite]
-baseline = c2.selectbox("Baseline", evaluated, key="cmp_baseline", format_func=compare_data.short,
+baseline = c2.selectbox("Baseline", evaluated, key="cmp_baseline", format_func=label,
                         help="Differences are candidate − baseline on the same prompts.")
 others = [c for c in evaluated if c != baseline]
 candidates = c3.multiselect("Candidates", others, default=others, key="cmp_candidates",
-                            format_func=compare_data.short)
+                            format_func=label)
 if not candidates:
     st.stop()
 ok, comps = call("Comparison", compare_all, suite, baseline, candidates)
 if not ok:
     st.stop()
 
-long = compare_data.checkpoint_metric_table(comps)
-paired = compare_data.paired_table(comps)
+long = compare_data.checkpoint_metric_table(comps, label=label)
+paired = compare_data.paired_table(comps, label=label)
 for warning in compare_data.warnings(comps):
     st.warning(warning, icon=":material/warning:")
 
@@ -87,7 +92,7 @@ with t1:
         x=alt.X("checkpoint:O", sort=None), y=alt.Y("low:Q", title=metric), y2="high:Q")
     right.altair_chart(band + charts.line_over(sub.assign(metric=metric), "checkpoint", "mean",
                                                "metric"), width="stretch", height=300)
-    st.subheader(f"Paired difference vs {compare_data.short(baseline)}",
+    st.subheader(f"Paired difference vs {label(baseline)}",
                  help="Per-example differences on the same prompts; bootstrap CI, exact McNemar "
                       "for pass/fail metrics. `worse`/`better` count examples that flipped.")
     st.dataframe(paired, hide_index=True, width="stretch", column_config={
@@ -100,12 +105,12 @@ with t1:
 with t2:
     names = [c["candidate"] for c in comps]
     pick = st.selectbox("Candidate", names, index=len(names) - 1, key="cmp_example_candidate",
-                        format_func=compare_data.short)
+                        format_func=label)
     comp = comps[names.index(pick)]
     kind = st.radio("Show", ["regressions", "improvements"], horizontal=True, key="cmp_kind",
                     help="Examples whose primary metric got worse / better, largest change first.")
     st.caption(f"{len(comp['regressions'])} regressions · {len(comp['improvements'])} "
-               f"improvements vs `{compare_data.short(baseline)}` (showing up to 25)")
+               f"improvements vs `{label(baseline)}` (showing up to 25)")
     if not comp[kind]:
         st.caption(f"No {kind} on this suite.")
     for ex in comp[kind][:25]:
@@ -119,8 +124,8 @@ with t2:
             b.caption("Reference")
             b.text(ex.get("reference") or "—")
             st.html(side_by_side(ex["baseline_output"], ex["candidate_output"],
-                                 f"baseline · {compare_data.short(baseline)}",
-                                 f"candidate · {compare_data.short(pick)}"))
+                                 f"baseline · {label(baseline)}",
+                                 f"candidate · {label(pick)}"))
 
 with t3:
     general = [s["name"] for s in suites if s["role"] == "general"]
@@ -138,7 +143,7 @@ with t3:
         ok, got = call("Forgetting", compare_all, g, base, todo)
         for comp in got or []:
             for m in comp["metrics"]:
-                rows.append({"suite": g, "checkpoint": compare_data.short(comp["candidate"]),
+                rows.append({"suite": g, "checkpoint": label(comp["candidate"]),
                              "metric": m["metric"], "change": m["diff"],
                              "ci_low": m["ci_low"], "ci_high": m["ci_high"],
                              "p": m.get("p_value")})
@@ -153,7 +158,7 @@ with t3:
         st.dataframe(frame, hide_index=True, width="stretch")
 
 with t4:
-    cats = compare_data.breakdown_table(comps)
+    cats = compare_data.breakdown_table(comps, label=label)
     if cats.empty:
         st.caption("This suite's rows have no categories.")
     else:
