@@ -38,6 +38,26 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class CacheOnly:
+    """A backend that never generates, for readers that must use stored outputs only (the
+    ingest of a finished eval job, page views): a miss is an error that says what to run."""
+
+    name = "cache"
+
+    def __init__(self, hint: str = "evaluate it first"):
+        self.hint = hint
+
+    def version(self) -> str:
+        return "-"
+
+    def generate(self, model, prompts, sampling):
+        raise StudioError(f"{len(prompts)} outputs of {model.name} are not in the cache: "
+                          f"{self.hint}")
+
+    def close(self) -> None:
+        pass
+
+
 def open_backend(name: str, models: list[ModelRef], **options) -> Backend:
     """Start the named backend for these models; options go to its constructor."""
     if name == "hf":

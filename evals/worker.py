@@ -22,6 +22,7 @@ from pathlib import Path
 
 from curation.errors import StudioError
 from curation.store import Store
+from evals.backends import CacheOnly
 from evals.generate import Item, cached_outputs, plan, run_backend, write_generations
 from evals.types import ModelRef, SamplingConfig
 from training.status import write_status
@@ -90,22 +91,6 @@ def run(run_dir: str | Path) -> int:
     return len(records)
 
 
-class _CacheOnly:
-    """A backend that refuses to generate: ingest scores only what the worker produced."""
-
-    name = "cache"
-
-    def version(self) -> str:
-        return "-"
-
-    def generate(self, model, prompts, sampling):
-        raise StudioError(f"{len(prompts)} generations for {model.name} are neither cached nor "
-                          "in the run folder; run the eval job again")
-
-    def close(self) -> None:
-        pass
-
-
 def ingest(store: Store, run_dir: str | Path):
     """Store the worker's generations (one transaction) and score the suite from the cache."""
     from evals.evaluate import evaluate
@@ -126,7 +111,7 @@ def ingest(store: Store, run_dir: str | Path):
     with store.transaction() as con:
         write_generations(con, records)
     return evaluate(store, req["suite"], [ModelRef(**m) for m in req["models"]],
-                    backend=_CacheOnly())
+                    backend=CacheOnly("they are neither cached nor in the run folder; run the eval job again"))
 
 
 def main(run_dir: str | Path) -> int:

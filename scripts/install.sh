@@ -12,7 +12,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 [ -x .venv/bin/python ] || { step "creating .venv"; "$PY" -m venv .venv; }
-PIP=".venv/bin/python -m pip"
+# This machine's pip config lists local mirrors that do not exist; hide pip's warnings about them.
+PIP=pip_quiet
+pip_quiet() { .venv/bin/python -m pip "$@" 2> >(grep -v "^WARNING: Location '" >&2); }
 
 if [ "$GPU" = 1 ]; then
     step "installing the studio with the GPU extra (vllm, bitsandbytes)"

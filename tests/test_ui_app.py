@@ -309,7 +309,7 @@ def test_compare_page_shows_stats_examples_and_forgetting(ui_env, evaluated):
     base, adapter = evaluated
     at = page("compare").run(timeout=120)
     assert not at.exception, at.exception
-    assert at.selectbox(key="cmp_suite").options == ["general", "task"]
+    assert at.selectbox(key="cmp_suite").options == ["task", "general"]  # task suites first
     at.selectbox(key="cmp_suite").set_value("task").run(timeout=120)
     assert at.selectbox(key="cmp_baseline").value == base
     assert at.multiselect(key="cmp_candidates").value == [adapter]
@@ -389,3 +389,12 @@ def test_cancel_button_kills_the_job_process_group(ui_env):
     finally:
         if live.poll() is None:
             live.kill()
+
+
+def test_checkpoint_labels_use_run_names():
+    from studio.ui.compare_data import short
+
+    names = {"train-1": "curated"}
+    assert short("train-1/step-300", names) == "curated · step-300"
+    assert short("train-2/step-300", names) == "train-2/step-300"  # unnamed run keeps its id
+    assert short("base:/models/tiny-abc") == "base:tiny-abc"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from curation.errors import StudioError
 from curation.store import Store
+from evals.backends import CacheOnly
 from studio.ui.context import lib_first
 
 SUITES = (("evals.suites", "list_suites"),)
@@ -25,20 +26,9 @@ def get(candidates):
     return lib_first(*candidates)
 
 
-class CacheOnly:
-    """A generation backend for page views: cached outputs only, never a model load."""
-
-    name = "cache"
-
-    def version(self) -> str:
-        return "-"
-
-    def generate(self, model, prompts, sampling):
-        raise StudioError(f"{len(prompts)} outputs of {model.name} are not in the cache yet: "
-                          "evaluate it on the Evaluate page first")
-
-    def close(self) -> None:
-        pass
+def page_backend() -> CacheOnly:
+    """Page views read cached outputs only, never load a model."""
+    return CacheOnly("evaluate it on the Evaluate page first")
 
 
 def checkpoint_ids(s: Store) -> list[str]:

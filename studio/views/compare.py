@@ -16,10 +16,10 @@ from studio.ui.diff import side_by_side
 from studio.ui.evals_api import (
     COMPARE,
     SUITES,
-    CacheOnly,
     cache_version,
     evaluated_checkpoints,
     get,
+    page_backend,
 )
 from studio.ui.widgets import header
 
@@ -36,7 +36,7 @@ if compare is None or list_suites is None:
 @st.cache_data(show_spinner="Comparing…", max_entries=64)
 def comparison(ws: str, suite: str, baseline: str, candidate: str, cache_key: int) -> dict:
     """Memoized per cache state: the comparison only changes when new outputs land."""
-    return compare(store(), suite, baseline, candidate, backend=CacheOnly()).to_dict()
+    return compare(store(), suite, baseline, candidate, backend=page_backend()).to_dict()
 
 
 def compare_all(suite: str, baseline: str, candidates: list[str]) -> list[dict]:
