@@ -91,6 +91,9 @@ def run(run_dir: str | Path) -> int:
     return len(records)
 
 
+INGESTED = "ingested.json"  # written by ingest once the results are in the store
+
+
 def ingest(store: Store, run_dir: str | Path):
     """Store the worker's generations (one transaction) and score the suite from the cache."""
     from evals.evaluate import evaluate
@@ -110,8 +113,16 @@ def ingest(store: Store, run_dir: str | Path):
             raise StudioError(f"{out_path}:{lineno}: invalid JSON ({exc.msg})") from exc
     with store.transaction() as con:
         write_generations(con, records)
-    return evaluate(store, req["suite"], [ModelRef(**m) for m in req["models"]],
-                    backend=CacheOnly("they are neither cached nor in the run folder; run the eval job again"))
+    result = evaluate(store, req["suite"], [ModelRef(**m) for m in req["models"]],
+                      backend=CacheOnly("they are neither cached nor in the run folder; "
+                                        "run the eval job again"))
+    (run_dir / INGESTED).write_text(json.dumps({"suite": req["suite"], "at": time.time()}))
+    return result
+
+
+def is_ingested(run_dir: str | Path) -> bool:
+    """Whether `ingest` already stored this job's results (by any process: UI or CLI)."""
+    return (Path(run_dir) / INGESTED).exists()
 
 
 def main(run_dir: str | Path) -> int:

@@ -13,7 +13,7 @@ from evals.contamination import find_contamination
 from evals.fixtures import make_lora_adapter
 from evals.suites import Suite, save_suite
 from evals.types import SamplingConfig
-from evals.worker import ingest, prepare, run
+from evals.worker import ingest, is_ingested, prepare, run
 
 ROWS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"reverse {w}"},
                                      {"role": "assistant", "content": w[::-1]}]}
@@ -54,7 +54,9 @@ def test_prepare_run_ingest_in_process(job):
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "completed" and status["done"] == status["total"] == 12
     assert store.query("SELECT count(*) AS n FROM generations")[0]["n"] == 0   # worker: no DB
+    assert not is_ingested(run_dir)
     res = ingest(store, run_dir)
+    assert is_ingested(run_dir)  # so the UI and the CLI never store the same job twice
     assert set(res.scores) == set(ckpts) and res.generation.n_generated == 0
     assert store.query("SELECT count(*) AS n FROM generations")[0]["n"] == 12
     assert prepare(store, tmp := run_dir.parent / "run2", "w", ckpts)["items"] == []

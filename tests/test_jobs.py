@@ -129,3 +129,18 @@ def test_unknown_run_is_not_found(store):
         jobs.get_run(store, "train-nope")
     with pytest.raises(NotFoundError):
         jobs.cancel(store, "train-nope")
+
+
+@pytest.mark.slow
+def test_reused_pid_does_not_keep_a_dead_job_running(store):
+    """The worker dies and its pid now names another live process (here: this test's own):
+    the recorded process start time tells them apart, so the run is still marked failed."""
+    run_id = _launch(store, steps=1000, sleep=0.1)
+    run_dir = store.workspace.run_dir(run_id)
+    _wait_for(lambda: (run_dir / "child.pid").exists())
+    status = read_status(run_dir)
+    assert status["pid_start"] is not None
+    os.killpg(status["pid"], signal.SIGKILL)
+    _wait_for(lambda: _pid_gone(status["pid"]))
+    write_status(run_dir, pid=os.getpid())  # as if the OS had handed the pid to another process
+    _wait_for(lambda: jobs.get_run(store, run_id)["state"] == "failed", timeout=15)

@@ -23,7 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
-from training.status import read_job, write_status
+from training.status import process_start, read_job, write_status
 
 
 class JobCancelled(BaseException):
@@ -73,7 +73,8 @@ def run(run_dir: str | Path) -> int:
     run_dir = Path(run_dir).resolve()
     signal.signal(signal.SIGTERM, _on_sigterm)
     job = read_job(run_dir)
-    write_status(run_dir, state="queued", pid=os.getpid(), pgid=os.getpgrp(), error=None)
+    write_status(run_dir, state="queued", pid=os.getpid(), pgid=os.getpgrp(),
+                 pid_start=process_start(os.getpid()), error=None)
     try:
         lock = acquire_device(run_dir, job)
         write_status(run_dir, state="running", started_at=time.time(), waiting_for=None)

@@ -33,6 +33,7 @@ from training.status import (
     META_FILE,
     TERMINAL,
     log_tail,
+    process_start,
     read_job,
     read_metrics,
     read_status,
@@ -99,9 +100,12 @@ def _spawn(run_dir: Path) -> int:
     return proc.pid
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True while the process exists and is not a zombie (reaps our own exited children)."""
+def pid_alive(pid: int | None, start: int | None = None) -> bool:
+    """True while the process exists and is not a zombie (reaps our own exited children).
+    With `start` (see `process_start`), a different process that reuses the pid counts as dead."""
     if not pid:
+        return False
+    if start is not None and process_start(pid) not in (None, start):
         return False
     proc = _children.get(pid)
     if proc is not None:
@@ -139,7 +143,7 @@ def _next_state(row: dict, status: dict, run_dir: Path) -> dict | None:
     if state in TERMINAL:
         return {"state": state, "error": status.get("error"),
                 "finished_at": _ts(status.get("finished_at")), "started_at": _ts(status.get("started_at"))}
-    if not pid_alive(pid):
+    if not pid_alive(pid, status.get("pid_start")):
         # Re-read: the job may have written its final state between our two looks.
         status = read_status(run_dir)
         if status.get("state") in TERMINAL:

@@ -7,7 +7,6 @@ Policy the UI adds: the server process never generates. Evaluations run as durab
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from studio.ui.context import lib_first
 
 SUITES = (("evals.suites", "list_suites"),)
 COMPARE = (("evals.compare", "compare"),)
-INGESTED = "ingested.json"  # marker the UI writes once a finished eval job's results are stored
 _INGEST_LOCK = threading.Lock()  # two sessions must not store the same job twice
 
 
@@ -73,15 +71,13 @@ def ingest_finished(s: Store, runs: list[dict]) -> list[str]:
 
     done = []
     todo = [r for r in runs if r.get("kind") == "eval" and r["state"] == "completed"
-            and not (Path(r["run_dir"]) / INGESTED).exists()]
+            and not worker.is_ingested(r["run_dir"])]
     if not todo:
         return done
     with _INGEST_LOCK:
         for run in todo:
-            marker = Path(run["run_dir"]) / INGESTED
-            if marker.exists():
+            if worker.is_ingested(run["run_dir"]):  # another session got there first
                 continue
             worker.ingest(s, run["run_dir"])
-            marker.write_text(json.dumps({"run": run["id"]}))
             done.append(run["id"])
     return done
