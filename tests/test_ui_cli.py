@@ -55,8 +55,8 @@ def test_studio_ui_serves_the_app_over_http(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([STUDIO, "--workspace", str(tmp_path / "ws"), "ui", "--port",
-                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                             str(port)], stdout=(tmp_path / "server.log").open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline, body = time.time() + 60, b""
         while time.time() < deadline and body != b"ok":
@@ -72,4 +72,8 @@ def test_studio_ui_serves_the_app_over_http(tmp_path):
         assert (tmp_path / "ws" / "runs").is_dir()  # the workspace folder was set up
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:  # never leave a server behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
