@@ -13,6 +13,7 @@ from pathlib import Path
 
 from curation.errors import StudioError
 from evals.types import ModelRef, SamplingConfig
+from training.status import adapter_hash as checkpoint_adapter_hash
 
 
 def sha256(text: str | bytes) -> str:
@@ -94,19 +95,13 @@ def model_key(base_model: str) -> str:
 
 
 def adapter_hash(adapter_path: str | None) -> str | None:
-    """Content hash of a LoRA adapter's weights + config (None for the base model)."""
+    """Content hash of a LoRA adapter (None for the base model); the same one checkpoints record."""
     if not adapter_path:
         return None
-    folder = Path(adapter_path)
-    files = [folder / "adapter_config.json", folder / "adapter_model.safetensors"]
-    if not files[0].exists():
+    digest = checkpoint_adapter_hash(adapter_path)
+    if digest is None:
         raise StudioError(f"adapter {adapter_path}: adapter_config.json is missing")
-    h = hashlib.sha256()
-    for f in files:
-        if f.exists():
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
+    return digest
 
 
 def cache_key(model: str, adapter: str | None, prompt_hash: str, sampling: SamplingConfig,

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from curation.errors import StudioError
+from training.data import write_jsonl
 from training.synthetic import BASE_FAMILIES, FAMILIES, wrong_response
 
 # Families the tiny base model solves after pretraining (addition stays weak: see the
@@ -215,12 +216,6 @@ def _suite_record(row: dict, idx: int, prefix: str) -> dict:
             "response": row["response"], "category": row["category"], "template": row["template"]}
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-
-
 def _plant_noise(clean: list[dict], cfg: DemoDataConfig, rng: random.Random
                  ) -> tuple[list[dict], dict[str, list[str]], dict[str, str]]:
     """Corrupt some unique rows' responses, then append exact and near copies, and shuffle."""
@@ -289,10 +284,10 @@ def build_demo_data(out_dir: Path, cfg: DemoDataConfig, seed: int) -> DemoData:
     rng.shuffle(replay)
 
     paths = {name: out_dir / f"{name}.jsonl" for name in ("train", "heldout", "general", "replay")}
-    _write_jsonl(paths["train"], [_to_record(r, i) for i, r in enumerate(train)])
-    _write_jsonl(paths["heldout"], [_suite_record(r, i, "heldout") for i, r in enumerate(heldout)])
-    _write_jsonl(paths["general"], [_suite_record(r, i, "general") for i, r in enumerate(general)])
-    _write_jsonl(paths["replay"], [_to_record(dict(r, id=f"replay-{i:04d}"), 0)
+    write_jsonl(paths["train"], [_to_record(r, i) for i, r in enumerate(train)])
+    write_jsonl(paths["heldout"], [_suite_record(r, i, "heldout") for i, r in enumerate(heldout)])
+    write_jsonl(paths["general"], [_suite_record(r, i, "general") for i, r in enumerate(general)])
+    write_jsonl(paths["replay"], [_to_record(dict(r, id=f"replay-{i:04d}"), 0)
                                    for i, r in enumerate(replay)])
     planted_path = out_dir / "planted.json"
     planted_path.write_text(json.dumps({"seed": seed, "config": asdict(cfg), "planted": planted,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import secrets
@@ -32,6 +31,7 @@ from training.status import (
     CHECKPOINTS_DIR,
     META_FILE,
     TERMINAL,
+    adapter_hash,
     log_tail,
     process_start,
     read_job,
@@ -203,17 +203,6 @@ def _scan_checkpoints(run_id: str, run_dir: Path, known: set[str]) -> list[dict]
                       "path": str(folder), "base_model": meta.get("base_model"),
                       "adapter_hash": adapter_hash(folder), "metrics": meta.get("metrics") or {}})
     return found
-
-
-def adapter_hash(folder: Path) -> str | None:
-    weights = folder / "adapter_model.safetensors"
-    if not weights.exists():
-        return None
-    h = hashlib.sha256()
-    with weights.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _insert_checkpoints(con, checkpoints: list[dict]) -> None:

@@ -7,6 +7,7 @@ log event) and `log.txt` (stdout/stderr). `training.jobs.refresh` ingests them i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -96,3 +97,23 @@ def process_start(pid: int) -> int | None:
             return int(fh.read().rsplit(")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def adapter_hash(folder: str | Path) -> str | None:
+    """Content hash of a LoRA adapter (config + weights), or None where there is no adapter.
+    The one identity of an adapter: checkpoints record it and the generation cache keys on it."""
+    folder = Path(folder)
+    if not (folder / ADAPTER_FILES[0]).exists():
+        return None
+    h = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        path = folder / name
+        if path.exists():
+            h.update(name.encode())
+            with path.open("rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
