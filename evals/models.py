@@ -32,21 +32,11 @@ def _from_folder(ident: str) -> ModelRef | None:
     return None
 
 
-def _normalize(ref, ident: str) -> ModelRef:
-    if isinstance(ref, ModelRef):
-        return ref
-    return ModelRef(base_model=str(ref.base_model),
-                    adapter_path=str(ref.adapter_path) if ref.adapter_path else None,
-                    name=getattr(ref, "name", "") or ident,
-                    chat_template=getattr(ref, "chat_template", None),
-                    eos_token=getattr(ref, "eos_token", None))
-
-
 def resolve_model(store: Store | None, ident: str) -> ModelRef:
     """Resolve a checkpoint id or folder to a ModelRef; NotFoundError names the id.
 
-    'base:' ids and folders are resolved here without importing training (its checkpoint
-    module pulls in the trainer); run checkpoint ids go to `training.checkpoints.resolve`.
+    'base:' ids and folders are resolved from the files themselves; run checkpoint ids go
+    to `training.checkpoints.resolve`.
     """
     if ident.startswith("base:"):
         target = ident[len("base:"):]
@@ -60,5 +50,5 @@ def resolve_model(store: Store | None, ident: str) -> ModelRef:
     if store is not None:
         from training.checkpoints import resolve
 
-        return _normalize(resolve(store, ident), ident)
+        return resolve(store, ident)
     raise NotFoundError(f"checkpoint {ident!r} not found (not a known id, adapter or model folder)")

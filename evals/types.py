@@ -1,6 +1,6 @@
 """The value types every evals module shares: which model, how to sample, what came out.
 
-`ModelRef` mirrors `training.checkpoints.ModelRef` field for field so evals accept either; the
+`ModelRef` is `training.checkpoints.ModelRef` (re-exported: training owns checkpoints); the
 sampling config is part of the generation cache key, so every field that changes outputs is here.
 """
 
@@ -10,23 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from curation.errors import StudioError
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A base model (HF name or folder) plus an optional LoRA adapter folder."""
-
-    base_model: str
-    adapter_path: str | None = None
-    name: str = ""                    # checkpoint id shown to users ('base:<m>' or '<run>/step-N')
-    chat_template: str | None = None  # the exact template used in training (None = tokenizer's)
-    eos_token: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.base_model:
-            raise StudioError("model reference: field 'base_model' is empty")
-        if not self.name:
-            object.__setattr__(self, "name", self.adapter_path or f"base:{self.base_model}")
+from training.checkpoints import ModelRef  # noqa: F401  (one model reference, owned by training)
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,26 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.errors import NotFoundError
+from curation.errors import NotFoundError, StudioError
 from training.status import META_FILE
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Everything a generation backend needs to load a model the way it was trained."""
+    """Everything a generation backend needs to load a model the way it was trained: a base
+    model (HF name or folder) plus an optional LoRA adapter folder, template and EOS."""
 
-    name: str
     base_model: str
     adapter_path: str | None = None
-    chat_template: str | None = None
+    name: str = ""                    # checkpoint id shown to users ('base:<m>' or '<run>/step-N')
+    chat_template: str | None = None  # the exact template used in training (None = tokenizer's)
     eos_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.base_model:
+            raise StudioError("model reference: field 'base_model' is empty")
+        if not self.name:
+            object.__setattr__(self, "name", self.adapter_path or f"base:{self.base_model}")
 
 
 def _tokenizer_template(folder: str) -> tuple[str | None, str | None]:
