@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the repo's own packages and tests.helpers (the fixture adapters)
 
 
 def tiny_model() -> Path:
@@ -49,10 +51,10 @@ def throughput(backend, models, prompts, sampling) -> tuple[float, int, float]:
 def main() -> None:
     import torch
 
-    from evals.backend_hf import HFBackend
-    from evals.fixtures import make_lora_adapter
+    from evals.backends.hf import HFBackend
     from evals.models import resolve_model
     from evals.types import ModelRef, SamplingConfig
+    from tests.helpers.fixtures import make_lora_adapter
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=64)
@@ -83,7 +85,7 @@ def main() -> None:
     if args.hf_only:
         return
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from evals.backend_vllm import VLLMBackend
+    from evals.backends.vllm import VLLMBackend
 
     t = time.perf_counter()
     engine = VLLMBackend(models, max_model_len=128, batch_size=args.batch)

@@ -220,3 +220,14 @@ def _score_rids(con: duckdb.DuckDBPyConnection) -> None:
     # Scores join rows and versions by the integer row key (see 0006).
     con.execute("ALTER TABLE scores ADD COLUMN rid BIGINT")
     con.execute("UPDATE scores SET rid = rows.rid FROM rows WHERE scores.uid = rows.uid")
+
+
+# --- evals (2) ------------------------------------------------------------------------------
+
+@migration("0035_generations_backend_config")
+def _generation_backend_config(con: duckdb.DuckDBPyConnection) -> None:
+    # The backend identity (name, dtype, quantization or server) is part of the cache key since
+    # this migration; each generation and each eval run records it. Older generations keep
+    # NULL: their keys lack the backend, so no new key can hit them (they are regenerated).
+    con.execute("ALTER TABLE generations ADD COLUMN backend_config JSON")
+    con.execute("ALTER TABLE eval_runs ADD COLUMN backend_config JSON")

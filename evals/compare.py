@@ -38,6 +38,7 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)
     gate_failed: bool = False
     gate_reasons: list[str] = field(default_factory=list)
+    backend: dict | None = None     # identity of the backend whose outputs are compared
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -128,7 +129,8 @@ def compare_results(result: EvalResult, baseline: str, candidate: str, margin: f
     if unknown:
         raise StudioError(f"--metric {', '.join(unknown)}: not a metric of suite {suite.name} "
                           f"({', '.join(suite.metrics)})")
-    comp = Comparison(suite.name, baseline, candidate, len(suite.rows), margin)
+    comp = Comparison(suite.name, baseline, candidate, len(suite.rows), margin,
+                      backend=result.generation.identity)
     for spec in specs:
         row, reason = _metric_row(spec, result.scores[baseline][spec],
                                   result.scores[candidate][spec], groups, margin, n_boot, seed)

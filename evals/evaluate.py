@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from curation.store import Store
-from evals.backends import Backend
+from evals.backends import Backend, identity_text
 from evals.generate import GenerationResult, generate_cached, write_generations
 from evals.metrics import MetricSpec, get_metric
 from evals.models import resolve_model
@@ -94,8 +94,11 @@ def evaluate(store: Store, suite: str | Suite, checkpoints: list[str | ModelRef]
             n_new = sum(1 for r in gen.records if r["cache_key"] in mine)
             con.execute(
                 "INSERT INTO eval_runs (suite, checkpoint, model, adapter_hash, backend, "
-                "n_generated, n_cached, summary, contamination) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [suite.name, m.name, m.base_model, adapter_hash(m.adapter_path), gen.backend, n_new, n_here - n_new,
+                "backend_config, n_generated, n_cached, summary, contamination) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [suite.name, m.name, m.base_model, adapter_hash(m.adapter_path),
+                 (gen.identity or {}).get("backend") or gen.backend,
+                 identity_text(gen.identity) if gen.identity else None, n_new, n_here - n_new,
                  json.dumps({k: v["mean"] for k, v in result.summary[m.name].items()}),
                  json.dumps(contamination.get(m.name)) if contamination else None])
     return result

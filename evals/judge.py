@@ -141,7 +141,7 @@ def judge_suite(store, suite: str, baseline: str, candidate: str, judge: str,
     """Pairwise (both orders, LC win rate) and optional rubric grades of two checkpoints' outputs."""
     from dataclasses import asdict
 
-    from evals.backends import open_backend
+    from evals.backends import get_backend
     from evals.evaluate import evaluate
     from evals.models import resolve_model
 
@@ -151,7 +151,7 @@ def judge_suite(store, suite: str, baseline: str, candidate: str, judge: str,
     out_a = [res.outputs(a, r["id"])[0] for r in rows]
     out_b = [res.outputs(b, r["id"])[0] for r in rows]
     ref = resolve_model(store, judge)     # 'base:<served name>' for a remote chat judge
-    engine = open_backend(backend, [ref], **(backend_options or {}))
+    engine = get_backend(backend, [ref], **(backend_options or {}))
     try:
         pair = pairwise(engine, ref, rows, out_a, out_b)
         report = {"suite": res.suite.name, "baseline": a, "candidate": b, "judge": ref.name,

@@ -105,8 +105,11 @@ def adapter_hash(adapter_path: str | None) -> str | None:
 
 
 def cache_key(model: str, adapter: str | None, prompt_hash: str, sampling: SamplingConfig,
-              sample_idx: int) -> str:
-    return sha256(json.dumps([model, adapter, prompt_hash, sampling.canonical(), sample_idx]))
+              sample_idx: int, backend: str) -> str:
+    """`backend` is the backend's canonical identity (evals.backends.identity_text): outputs of
+    different backends or numeric settings never share a key."""
+    return sha256(json.dumps([model, adapter, prompt_hash, sampling.canonical(), sample_idx,
+                              backend]))
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from curation.errors import StudioError
 from curation.store import Store
-from evals.backends import CacheOnly
+from evals.backends import CacheOnly, backend_identity
 from evals.generate import Item, cached_outputs, plan, run_backend, write_generations
 from evals.types import ModelRef, SamplingConfig
 from training.status import write_status
@@ -48,9 +48,11 @@ def prepare(store: Store, run_dir: str | Path, suite: str, checkpoints: list[str
     run_dir.mkdir(parents=True, exist_ok=True)
     s = load_suite(store, suite)
     models = [resolve_model(store, c) for c in checkpoints]
-    items = plan(models, s.rows, s.sampling)
+    identity = backend_identity(backend, backend_options)
+    items = plan(models, s.rows, s.sampling, identity)
     have = cached_outputs(store, [i.cache_key for i in items])
     request = {"suite": s.name, "backend": backend, "backend_options": backend_options or {},
+               "identity": identity,
                "sampling": s.sampling.to_dict(),
                "models": [dataclasses.asdict(m) for m in models],
                "items": [dataclasses.asdict(i) for i in items if i.cache_key not in have]}
@@ -60,7 +62,7 @@ def prepare(store: Store, run_dir: str | Path, suite: str, checkpoints: list[str
 
 def run(run_dir: str | Path) -> int:
     """Generate everything the request lists; returns the number of generations written."""
-    from evals.backends import open_backend
+    from evals.backends import get_backend
 
     run_dir = Path(run_dir)
     req = json.loads((run_dir / REQUEST).read_text())
@@ -71,7 +73,7 @@ def run(run_dir: str | Path) -> int:
     records: list[dict] = []
     if items:
         need = [m for m in models if any(i.checkpoint == m.name for i in items)]
-        backend = open_backend(req["backend"], need, **req["backend_options"])
+        backend = get_backend(req["backend"], need, **req["backend_options"])
 
         def progress(checkpoint: str, n_done: int) -> None:
             write_status(run_dir, done=n_done, checkpoint=checkpoint,
@@ -115,7 +117,7 @@ def ingest(store: Store, run_dir: str | Path):
         write_generations(con, records)
     result = evaluate(store, req["suite"], [ModelRef(**m) for m in req["models"]],
                       backend=CacheOnly("they are neither cached nor in the run folder; "
-                                        "run the eval job again"))
+                                        "run the eval job again", stands_for=req["identity"]))
     (run_dir / INGESTED).write_text(json.dumps({"suite": req["suite"], "at": time.time()}))
     return result
 

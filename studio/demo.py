@@ -265,13 +265,13 @@ def pick_backend(requested: str, progress: Progress) -> tuple[str, list[str]]:
 def _evaluate_all(store: Store, suites: dict[str, str], checkpoints: dict[str, str],
                   backend_name: str) -> dict:
     """Every checkpoint on both suites through ONE backend instance (one vLLM engine)."""
-    from evals.backends import open_backend
+    from evals.backends import get_backend
     from evals.evaluate import evaluate
     from evals.models import resolve_model
 
     refs = [resolve_model(store, c) for c in checkpoints.values()]
     options = {"max_model_len": 128} if backend_name == "vllm" else {}
-    backend = open_backend(backend_name, refs, **options)
+    backend = get_backend(backend_name, refs, **options)
     try:
         return {role: evaluate(store, suite, list(checkpoints.values()), backend=backend)
                 for role, suite in suites.items()}

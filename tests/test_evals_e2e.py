@@ -12,12 +12,12 @@ import pytest
 from curation.store import Store
 from curation.workspace import Workspace
 from evals.compare import across_checkpoints, compare, forgetting
-from evals.consistency import agreement
 from evals.evaluate import evaluate
 from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.suites import Suite, save_suite
 from evals.types import SamplingConfig
+from tests.helpers.consistency import agreement
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -61,8 +61,8 @@ def trained_run(require_vllm, tiny_model, tmp_path_factory):
 
 
 def test_run_checkpoints_through_vllm_and_hf(trained_run):
-    from evals.backend_hf import HFBackend
-    from evals.backend_vllm import VLLMBackend
+    from evals.backends.hf import HFBackend
+    from evals.backends.vllm import VLLMBackend
 
     store, base, ckpts = trained_run["store"], trained_run["base"], trained_run["ckpts"]
     models = [resolve_model(store, c) for c in [base, *ckpts]]

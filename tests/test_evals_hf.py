@@ -17,15 +17,16 @@ import pytest
 from curation.errors import StudioError
 from curation.store import Store
 from curation.workspace import Workspace
-from evals.backend_hf import HFBackend
+from evals.backends import CacheOnly
+from evals.backends.hf import HFBackend
 from evals.compare import compare, forgetting
 from evals.evaluate import evaluate
-from evals.fixtures import make_lora_adapter
 from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.suites import Suite, load_suite, save_suite, suite_from_file
 from evals.types import ModelRef, SamplingConfig
 from studio.cli import main
+from tests.helpers.fixtures import make_lora_adapter
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "rocket", "violet",
@@ -61,7 +62,9 @@ def test_generation_is_cached_and_recorded(env):
     first = evaluate(store, "words", [env["base"], env["strong"]])
     assert first.generation.n_generated == 2 * len(PROMPTS)
     assert first.summary[env["base"]]["exact_match"]["mean"] == 1.0
-    again = evaluate(store, "words", [env["base"], env["strong"]], backend="no-such-backend")
+    # A backend that cannot generate: the second run must come from the cache alone.
+    again = evaluate(store, "words", [env["base"], env["strong"]],
+                     backend=CacheOnly("must not generate", HFBackend.cache_identity({})))
     assert again.generation.n_generated == 0 and again.generation.n_cached == 2 * len(PROMPTS)
     assert again.generation.outputs == first.generation.outputs
     rec = store.query("SELECT backend, backend_version, sampling, batch_size, adapter_hash "
@@ -154,7 +157,7 @@ def test_cli_suites_eval_compare_gate(env, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["-w", ws, "compare", "--suite", "cli-words", "--baseline", env["base"],
               "--candidate", env["strong"], "--fail-on-regression", "--json"])
-    assert exc.value.code == 1
+    assert exc.value.code == 3
     assert json.loads(capsys.readouterr().out)["gate_failed"] is True
     with pytest.raises(SystemExit) as exc:
         main(["-w", ws, "compare", "--suite", "nope", "--baseline", env["base"],
@@ -168,7 +171,7 @@ def test_cli_suites_eval_compare_gate(env, capsys):
 
 @pytest.mark.slow
 def test_gate_exit_code_through_real_subprocess(env):
-    """`studio compare --fail-on-regression` as a CI step: exit 0 for no-op, 1 for regression."""
+    """`studio compare --fail-on-regression` as a CI step: exit 0 for no-op, 3 for regression."""
     studio = [sys.executable, "-c", "from studio.cli import main; main()"]
     common = ["-w", str(env["ws"].root), "compare", "--suite", "words", "--baseline", env["base"],
               "--fail-on-regression", "--margin", "0.05"]
@@ -179,5 +182,5 @@ def test_gate_exit_code_through_real_subprocess(env):
     assert "gate: pass" in ok.stdout
     bad = subprocess.run(studio + common + ["--candidate", env["strong"]], capture_output=True,
                          text=True, env=envv, timeout=300)
-    assert bad.returncode == 1
+    assert bad.returncode == 3
     assert "regression gate failed" in bad.stderr and "exact_match" in bad.stderr

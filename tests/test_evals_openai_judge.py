@@ -8,16 +8,16 @@ import re
 import pytest
 
 from curation.errors import StudioError
-from evals.backend_hf import HFBackend
-from evals.backend_openai import OpenAIBackend
 from evals.backends import Completion
-from evals.fixtures import make_lora_adapter
+from evals.backends.hf import HFBackend
+from evals.backends.openai import OpenAIBackend
 from evals.generate import generate_cached
-from evals.hf_server import serve
 from evals.judge import combine, grade, length_controlled_win_rate, pairwise
 from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.types import ModelRef, SamplingConfig
+from tests.helpers.fixtures import make_lora_adapter
+from tests.helpers.hf_server import serve
 
 ROWS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"reverse {w}"}],
          "response": w[::-1]} for i, w in enumerate(["apple", "river", "stone", "cloud"])]

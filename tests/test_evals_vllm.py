@@ -12,15 +12,15 @@ import pytest
 
 from curation.store import Store
 from curation.workspace import Workspace
-from evals.backend_hf import HFBackend
+from evals.backends.hf import HFBackend
 from evals.compare import compare_results
-from evals.consistency import agreement
 from evals.evaluate import evaluate
-from evals.fixtures import make_lora_adapter
 from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.suites import Suite, save_suite
 from evals.types import ModelRef, SamplingConfig
+from tests.helpers.consistency import agreement
+from tests.helpers.fixtures import make_lora_adapter
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ def vllm_env(require_vllm, tiny_model, tmp_path_factory):
     base = ModelRef(base_model=str(tiny_model), name=f"base:{tiny_model}")
     a1 = resolve_model(None, str(make_lora_adapter(tiny_model, root / "a1", seed=3, scale=0.05)))
     a2 = resolve_model(None, str(make_lora_adapter(tiny_model, root / "a2", seed=4, scale=0.5)))
-    from evals.backend_vllm import VLLMBackend
+    from evals.backends.vllm import VLLMBackend
 
     engine = VLLMBackend([base, a1, a2], max_model_len=128)
     yield {"root": root, "models": [base, a1, a2], "engine": engine}
@@ -98,7 +98,7 @@ def test_openai_backend_against_vllm_api_server(require_vllm, tiny_model, tmp_pa
 
     import requests
 
-    from evals.backend_openai import OpenAIBackend
+    from evals.backends.openai import OpenAIBackend
 
     adapter = make_lora_adapter(tiny_model, tmp_path / "lora1", seed=9, scale=0.4)
     port = _free_port()

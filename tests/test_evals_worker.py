@@ -10,10 +10,10 @@ import pytest
 
 from curation.errors import StudioError
 from evals.contamination import find_contamination
-from evals.fixtures import make_lora_adapter
 from evals.suites import Suite, save_suite
 from evals.types import SamplingConfig
 from evals.worker import ingest, is_ingested, prepare, run
+from tests.helpers.fixtures import make_lora_adapter
 
 ROWS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"reverse {w}"},
                                      {"role": "assistant", "content": w[::-1]}]}

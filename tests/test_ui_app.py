@@ -289,8 +289,8 @@ def test_train_form_rejects_bad_values_with_a_readable_error(ui_env, tmp_path):
 def evaluated(ui_env, tmp_path, tiny_model):
     """A task suite and a general suite, with cached outputs of the base model and an adapter."""
     from evals.evaluate import evaluate
-    from evals.fixtures import make_lora_adapter
     from evals.suites import Suite, save_suite
+    from tests.helpers.fixtures import make_lora_adapter
     from training import synthetic
 
     adapter = make_lora_adapter(tiny_model, tmp_path / "adapter", seed=3, scale=0.8)

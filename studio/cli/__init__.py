@@ -1,9 +1,12 @@
 """The `studio` command: every feature of the UI, scriptable.
 
 Conventions for every command (see `studio.cli.common`):
-- `--workspace DIR` on the root group (or $STUDIO_WORKSPACE), default ./studio-workspace;
-- `--json` on each command prints one JSON document to stdout and nothing else there;
-- a StudioError becomes one line `error: ...` on stderr and exit code 1 (2 for usage errors);
+- `--workspace DIR` on the root group or after any subcommand (or $STUDIO_WORKSPACE),
+  default ./studio-workspace;
+- `--json` on each command prints one JSON document to stdout and nothing else there: while it
+  runs, everything else bound for stdout (fd 1 included, so child processes too) goes to stderr;
+- exit codes: 0 ok, 1 user error (`error: ...` on stderr), 2 usage error, 3 regression gate
+  failed, 4 internal error (traceback on stderr), 130 aborted;
 - progress bars go to stderr.
 Commands live in one module per area; heavy imports (torch, vllm) stay inside the functions.
 """
@@ -11,16 +14,26 @@ Commands live in one module per area; heavy imports (torch, vllm) stay inside th
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
 from curation.errors import StudioError
-from studio.cli.common import cli
+from studio.cli.common import (
+    EXIT_ABORTED,
+    EXIT_INTERNAL,
+    EXIT_USER_ERROR,
+    JSON_MODE,
+    add_workspace_option_everywhere,
+    cli,
+)
 
 
 def _register_commands() -> None:
     # Each module attaches its commands to `cli` on import.
     from studio.cli import curation_cmds, demo_cmds, eval_cmds, training_cmds, ui_cmds  # noqa: F401
+
+    add_workspace_option_everywhere()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,13 +41,26 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="studio", standalone_mode=False)
     except StudioError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        _fail(f"error: {exc}", EXIT_USER_ERROR)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("aborted", EXIT_ABORTED)
     except click.ClickException as exc:
+        JSON_MODE.stop()
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
+        JSON_MODE.stop()
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug, not the user's input: say so and keep the traceback
+        JSON_MODE.stop()
+        traceback.print_exc(file=sys.stderr)
+        _fail(f"internal error: {type(exc).__name__}: {exc} (this is a bug in the studio or its "
+              "environment; the traceback is above)", EXIT_INTERNAL)
+    finally:
+        JSON_MODE.stop()
+
+
+def _fail(message: str, code: int) -> None:
+    JSON_MODE.stop()
+    click.echo(message, err=True)
+    sys.exit(code)

@@ -78,20 +78,16 @@ def stdout_to_stderr():
 
 
 @cli.command("demo")
-@click.option("--workspace", "demo_workspace", type=click.Path(file_okay=False), default=None,
-              help="Workspace for the demo (default: the root --workspace).")
 @click.option("--no-ui", is_flag=True, help="Do not open the studio on the Compare page afterwards.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for data, training, statistics.")
 @click.option("--quick", is_flag=True, help="Reduced data and steps (CI); curation need not win here.")
 @json_option
 @click.pass_context
-def demo(ctx: click.Context, demo_workspace: str | None, no_ui: bool, seed: int, quick: bool,
-         as_json: bool) -> None:
+def demo(ctx: click.Context, no_ui: bool, seed: int, quick: bool, as_json: bool) -> None:
     """Build a tiny model, curate noisy data, tune raw vs curated vs curated+replay, compare."""
-    from curation.workspace import Workspace
     from studio.demo import run_demo
 
-    workspace = Workspace.open(demo_workspace) if demo_workspace else get_workspace(ctx)
+    workspace = get_workspace(ctx)
     with stdout_to_stderr():
         result = run_demo(workspace.root, seed=seed, quick=quick,
                           progress=lambda line: click.echo(line, err=True))

@@ -7,19 +7,28 @@ import sys
 import click
 
 from curation.errors import StudioError
-from studio.cli.common import cli, emit, get_store, json_option, table
+from evals.backends import BACKENDS, describe_identity
+from studio.cli.common import EXIT_GATE_FAILED, cli, emit, get_store, json_option, table
 
-backend_option = click.option("--backend", type=click.Choice(["hf", "vllm", "openai"]),
+backend_option = click.option("--backend", type=click.Choice(BACKENDS),
                               default="hf", show_default=True, help="Generation backend.")
+dtype_option = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
+                            default=None, help="Weights dtype for hf/vllm (default float32). "
+                            "Part of the cache key: outputs are reused only for the same one.")
 base_url_option = click.option("--base-url", default=None,
                                help="OpenAI-compatible server URL (backend openai).")
 batch_option = click.option("--batch-size", type=int, default=None, help="Generation batch size.")
 
 
-def _backend_options(backend: str, base_url: str | None, batch_size: int | None) -> dict:
+def _backend_options(backend: str, base_url: str | None, batch_size: int | None,
+                     dtype: str | None = None) -> dict:
     opts: dict = {}
     if batch_size:
         opts["batch_size"] = batch_size
+    if dtype:
+        if backend == "openai":
+            raise StudioError("--dtype: the server decides the dtype with --backend openai")
+        opts["dtype"] = dtype
     if backend == "openai":
         if not base_url:
             raise StudioError("--base-url is required with --backend openai")
@@ -81,17 +90,18 @@ def suites_add(ctx, name, path, ref, role, metrics, group_by, max_new_tokens, te
 @backend_option
 @base_url_option
 @batch_option
+@dtype_option
 @click.option("--contamination", is_flag=True, help="Flag held-out rows near-duplicating training rows.")
 @click.option("--detach", is_flag=True, help="Generate in a background job; then `studio eval-ingest RUN`.")
 @json_option
 @click.pass_context
-def eval_cmd(ctx, suite, checkpoints, backend, base_url, batch_size, contamination, detach,
+def eval_cmd(ctx, suite, checkpoints, backend, base_url, batch_size, dtype, contamination, detach,
              as_json) -> None:
     """Generate (cached) and score every checkpoint on a suite."""
     from evals.evaluate import evaluate
 
     store = get_store(ctx)
-    opts = _backend_options(backend, base_url, batch_size)
+    opts = _backend_options(backend, base_url, batch_size, dtype)
     if detach:
         from evals.worker import prepare
         from training.jobs import launch
@@ -128,13 +138,15 @@ def eval_ingest_cmd(ctx, run_id, as_json) -> None:
 
 
 def _emit_eval(res, as_json: bool) -> None:
-    data = {"suite": res.suite.name, "n": len(res.suite.rows), "backend": res.generation.backend,
+    data = {"suite": res.suite.name, "n": len(res.suite.rows),
+            "backend": (res.generation.identity or {}).get("backend"),
+            "backend_config": res.generation.identity,
             "backend_version": res.generation.backend_version,
             "n_generated": res.generation.n_generated, "n_cached": res.generation.n_cached,
             "seconds": round(res.generation.seconds, 2), "results": res.summary,
             "contamination": res.contamination}
     lines = [f"suite {data['suite']} (n={data['n']}): generated {data['n_generated']}, "
-             f"cached {data['n_cached']}"]
+             f"cached {data['n_cached']}; backend {describe_identity(data['backend_config'])}"]
     for ckpt, metrics in res.summary.items():
         for metric, s in metrics.items():
             lines.append(f"  {ckpt}  {metric}: {s['mean']:.4f} [{s['low']:.4f}, {s['high']:.4f}]")
@@ -150,7 +162,8 @@ def _short(text: str | None, limit: int = 40) -> str:
 
 
 def _render_comparison(c: dict) -> str:
-    lines = [f"suite {c['suite']}: {c['candidate']} vs {c['baseline']} (n={c['n']})"]
+    lines = [f"suite {c['suite']}: {c['candidate']} vs {c['baseline']} (n={c['n']}); "
+             f"outputs of {describe_identity(c.get('backend'))}"]
     for m in c["metrics"]:
         mc = f", McNemar p={m['p_mcnemar']:.4g} (-{m['n_regressed']}/+{m['n_improved']})" \
             if m["p_mcnemar"] is not None else ""
@@ -173,28 +186,30 @@ def _render_comparison(c: dict) -> str:
 @click.option("--suite", required=True)
 @click.option("--metric", "metrics", multiple=True, help="Restrict to these metrics.")
 @click.option("--fail-on-regression", is_flag=True,
-              help="Exit 1 when B is significantly worse than A by more than --margin.")
+              help=f"Exit {EXIT_GATE_FAILED} when B is significantly worse than A by more "
+              "than --margin.")
 @click.option("--margin", type=float, default=0.0, show_default=True)
 @click.option("--limit", type=int, default=20, show_default=True, help="Examples listed per side.")
 @backend_option
 @base_url_option
 @batch_option
+@dtype_option
 @json_option
 @click.pass_context
 def compare_cmd(ctx, baseline, candidate, suite, metrics, fail_on_regression, margin, limit,
-                backend, base_url, batch_size, as_json) -> None:
+                backend, base_url, batch_size, dtype, as_json) -> None:
     """Paired comparison of two checkpoints with CIs, regressions and an optional CI gate."""
     from evals.compare import compare
 
     if margin < 0:
         raise StudioError(f"--margin must be >= 0, got {margin}")
     comp = compare(get_store(ctx), suite, baseline, candidate, margin=margin, backend=backend,
-                   backend_options=_backend_options(backend, base_url, batch_size),
+                   backend_options=_backend_options(backend, base_url, batch_size, dtype),
                    metrics=list(metrics) or None, limit=limit).to_dict()
     emit(comp, as_json, _render_comparison(comp))
     if fail_on_regression and comp["gate_failed"]:
         click.echo("error: regression gate failed: " + "; ".join(comp["gate_reasons"]), err=True)
-        sys.exit(1)
+        sys.exit(EXIT_GATE_FAILED)
 
 
 @cli.command("curve")
@@ -204,14 +219,16 @@ def compare_cmd(ctx, baseline, candidate, suite, metrics, fail_on_regression, ma
 @backend_option
 @base_url_option
 @batch_option
+@dtype_option
 @json_option
 @click.pass_context
-def curve_cmd(ctx, suite, checkpoints, metric, backend, base_url, batch_size, as_json) -> None:
+def curve_cmd(ctx, suite, checkpoints, metric, backend, base_url, batch_size, dtype,
+              as_json) -> None:
     """The metric at every checkpoint of a run, and the best checkpoint."""
     from evals.compare import across_checkpoints
 
     data = across_checkpoints(get_store(ctx), suite, list(checkpoints), metric, backend,
-                              _backend_options(backend, base_url, batch_size))
+                              _backend_options(backend, base_url, batch_size, dtype))
     points = [{**p, **{k: f"{p[k]:.4f}" for k in ("mean", "low", "high")}} for p in data["points"]]
     emit(data, as_json, table(points, ["checkpoint", "mean", "low", "high", "n"])
          + f"\nbest: {data['best']}")
@@ -223,16 +240,18 @@ def curve_cmd(ctx, suite, checkpoints, metric, backend, base_url, batch_size, as
 @click.option("--candidate", required=True)
 @click.option("--judge", "judge_id", required=True,
               help="Judge checkpoint id/folder ('base:<name>' for a served model).")
-@click.option("--judge-backend", type=click.Choice(["hf", "vllm", "openai"]), default="hf",
+@click.option("--judge-backend", type=click.Choice(BACKENDS), default="hf",
               show_default=True)
 @click.option("--judge-endpoint", type=click.Choice(["completions", "chat"]), default="chat",
               show_default=True, help="OpenAI judge endpoint.")
 @base_url_option
 @click.option("--rubric", default=None, help="Also grade each answer 1-5 against this rubric.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True,
+              help="Backend whose (cached) outputs of the two checkpoints are judged.")
 @json_option
 @click.pass_context
 def judge_cmd(ctx, suite, baseline, candidate, judge_id, judge_backend, judge_endpoint, base_url,
-              rubric, as_json) -> None:
+              rubric, backend, as_json) -> None:
     """LLM-as-judge: pairwise in both orders (disagreement = tie), length-controlled win rate."""
     from evals.judge import judge_suite
 
@@ -240,5 +259,5 @@ def judge_cmd(ctx, suite, baseline, candidate, judge_id, judge_backend, judge_en
     if judge_backend == "openai":
         opts["endpoint"] = judge_endpoint
     data = judge_suite(get_store(ctx), suite, baseline, candidate, judge_id, judge_backend, opts,
-                       rubric=rubric)
+                       gen_backend=backend, rubric=rubric)
     emit(data, as_json)

@@ -13,9 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from curation.errors import StudioError
-from evals.backends import Completion
+from evals.backends.base import Completion
 from evals.prompts import truncate_at_stop
 from evals.types import ModelRef, SamplingConfig
+
+
+def _v1(base_url: str) -> str:
+    url = base_url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
 
 
 class OpenAIBackend:
@@ -31,9 +36,7 @@ class OpenAIBackend:
             raise StudioError("openai backend: field 'base_url' is required")
         if endpoint not in ("completions", "chat"):
             raise StudioError(f"openai backend: field 'endpoint' must be completions|chat, got {endpoint!r}")
-        self.base_url = base_url.rstrip("/")
-        if not self.base_url.endswith("/v1"):
-            self.base_url += "/v1"
+        self.base_url = _v1(base_url)
         self.endpoint = endpoint
         self.served = dict(served_models or {})
         self.concurrency = concurrency
@@ -43,6 +46,15 @@ class OpenAIBackend:
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         self._server_models: list[str] | None = None
+
+    @staticmethod
+    def cache_identity(options: dict) -> dict:
+        """The server decides dtype and quantization, so the server (URL) is the identity."""
+        return {"backend": "openai", "base_url": _v1(options.get("base_url") or ""),
+                "endpoint": options.get("endpoint", "completions")}
+
+    def identity(self) -> dict:
+        return self.cache_identity({"base_url": self.base_url, "endpoint": self.endpoint})
 
     def _get(self, path: str) -> dict:
         import requests

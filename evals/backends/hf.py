@@ -7,7 +7,7 @@ costs one model load.
 
 from __future__ import annotations
 
-from evals.backends import Completion
+from evals.backends.base import Completion
 from evals.prompts import load_tokenizer, truncate_at_stop
 from evals.types import ModelRef, SamplingConfig
 
@@ -25,9 +25,18 @@ class HFBackend:
         # here) and torch's default otherwise. vLLM's CPU engine also drops to 1 thread.
         self.threads = threads
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype_name = dtype
         self.dtype = getattr(torch, dtype)
         self._bases: dict[str, object] = {}      # base_model -> model (maybe a PeftModel)
         self._adapters: dict[str, str] = {}      # adapter_path -> adapter name
+
+    @staticmethod
+    def cache_identity(options: dict) -> dict:
+        """dtype changes the numbers; batch size and threads do not (greedy, same kernels)."""
+        return {"backend": "hf", "dtype": options.get("dtype", "float32"), "quantization": None}
+
+    def identity(self) -> dict:
+        return self.cache_identity({"dtype": self.dtype_name})
 
     def version(self) -> str:
         import transformers

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from curation.errors import StudioError
-from evals.backends import Completion
+from evals.backends.base import Completion
 from evals.prompts import load_tokenizer, truncate_at_stop
 from evals.types import ModelRef, SamplingConfig
 
@@ -54,7 +54,7 @@ class VLLMBackend:
 
     def __init__(self, models: list[ModelRef], max_model_len: int | None = None,
                  dtype: str = "float32", gpu_memory_utilization: float | None = None,
-                 batch_size: int | None = None, seed: int = 0):
+                 batch_size: int | None = None, seed: int = 0, quantization: str | None = None):
         bases = {m.base_model for m in models}
         if len(bases) != 1:
             raise StudioError(f"vllm backend: all checkpoints must share one base model, got {sorted(bases)}")
@@ -62,6 +62,7 @@ class VLLMBackend:
         adapters = sorted({m.adapter_path for m in models if m.adapter_path})
         self._lora_ids = {path: i + 1 for i, path in enumerate(adapters)}
         self.batch_size = batch_size
+        self.dtype, self.quantization = dtype, quantization
         cpu = _on_cpu()
         if cpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -74,6 +75,8 @@ class VLLMBackend:
                       gpu_memory_utilization=gpu_memory_utilization or (0.5 if cpu else 0.85))
         if batch_size:
             kwargs["max_num_seqs"] = batch_size
+        if quantization:
+            kwargs["quantization"] = quantization
         if adapters:
             kwargs.update(enable_lora=True, max_loras=min(len(adapters), 4),
                           max_lora_rank=max_lora_rank([adapter_rank(a) for a in adapters]))
@@ -81,6 +84,14 @@ class VLLMBackend:
         if not batch_size:   # record the engine's real concurrency with each generation
             cfg = getattr(self.llm.llm_engine, "vllm_config", None)
             self.batch_size = getattr(getattr(cfg, "scheduler_config", None), "max_num_seqs", None)
+
+    @staticmethod
+    def cache_identity(options: dict) -> dict:
+        return {"backend": "vllm", "dtype": options.get("dtype", "float32"),
+                "quantization": options.get("quantization")}
+
+    def identity(self) -> dict:
+        return self.cache_identity({"dtype": self.dtype, "quantization": self.quantization})
 
     def version(self) -> str:
         import vllm

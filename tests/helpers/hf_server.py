@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from evals.backend_hf import HFBackend
+from evals.backends.hf import HFBackend
 from evals.prompts import load_tokenizer
 from evals.types import ModelRef, SamplingConfig
 

@@ -1,0 +1,1 @@
+"""Test helpers: offline fixture models, a local OpenAI-compatible server, backend agreement."""
