@@ -119,7 +119,11 @@ class _JsonMode:
     def stop(self) -> None:
         if not self.active:
             return
-        sys.stdout.flush()
+        # Flush while fd 1 still points to stderr: a logging handler bound to the original
+        # sys.stdout object may hold buffered lines written during the command.
+        for stream in (sys.stdout, self._stream, sys.__stdout__):
+            if stream is not None:
+                stream.flush()
         sys.stdout = self._stream
         if self._saved_fd is not None:
             os.dup2(self._saved_fd, 1)
