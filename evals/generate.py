@@ -98,8 +98,9 @@ def run_backend(backend: Backend, models: list[ModelRef], items: list[Item],
                 progress=None) -> list[dict]:
     """Generate `items` (all samples of each listed prompt) and return generation records."""
     by_name = {m.name: m for m in models}
-    ident = identity_text(backend_identity(backend))
-    if any(i.backend != ident for i in items):
+    identity = backend_identity(backend)
+    ident = identity_text(identity or {"backend": None})
+    if identity is not None and any(i.backend != ident for i in items):
         raise RuntimeError(f"backend {backend.name} runs as {ident}, but the items were planned "
                            f"for {sorted({i.backend for i in items} - {ident})}")
     records: list[dict] = []
