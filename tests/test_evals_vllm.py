@@ -74,8 +74,12 @@ def test_vllm_evaluate_cached_and_compared(vllm_env):
     assert res.generation.backend == "vllm"
     versions = store.query("SELECT DISTINCT backend_version FROM generations")
     assert versions[0]["backend_version"].startswith("vllm-")
-    again = evaluate(store, "v", models, backend="hf")       # cache hit: no HF generation
-    assert again.generation.n_generated == 0
+    again = evaluate(store, "v", models, backend=vllm_env["engine"])    # cache hit
+    assert again.generation.n_generated == 0 and again.generation.identity["backend"] == "vllm"
+    # Another backend never reuses vLLM's outputs, even where they agree (greedy float32).
+    hf = evaluate(store, "v", models, backend="hf")
+    assert hf.generation.n_generated == 3 * len(PROMPTS) and hf.generation.n_cached == 0
+    assert hf.generation.outputs == res.generation.outputs
     comp = compare_results(again, models[0].name, models[2].name, n_boot=1000)
     chrf = next(m for m in comp.metrics if m["metric"] == "chrf")
     assert chrf["n"] == len(PROMPTS) and chrf["ci_low"] <= chrf["diff"] <= chrf["ci_high"]
