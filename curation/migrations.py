@@ -220,3 +220,24 @@ def _score_rids(con: duckdb.DuckDBPyConnection) -> None:
     # Scores join rows and versions by the integer row key (see 0006).
     con.execute("ALTER TABLE scores ADD COLUMN rid BIGINT")
     con.execute("UPDATE scores SET rid = rows.rid FROM rows WHERE scores.uid = rows.uid")
+
+
+# --- training: seed groups (issue 12) -------------------------------------------------------
+
+@migration("0050_training_run_groups")
+def _run_groups(con: duckdb.DuckDBPyConnection) -> None:
+    # Runs of one config with several seeds: compare reads a group to count seed variance.
+    con.execute("""
+        CREATE TABLE run_groups (
+            id TEXT PRIMARY KEY,
+            name TEXT,                   -- the config's name (runs are named '<name>-seed<S>')
+            config JSON,                 -- the shared TrainConfig, seed left out
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    con.execute("""
+        CREATE TABLE run_group_members (
+            group_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            PRIMARY KEY (group_id, run_id)
+        )""")

@@ -1,0 +1,76 @@
+"""Seed groups: `studio train --seeds` launches one real job per seed and records the group;
+`studio compare --baseline-group/--candidate-group` compares groups through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from curation.errors import NotFoundError, StudioError
+from studio.cli import main as studio_main
+from training import jobs, synthetic
+from training.config import TrainConfig
+from training.data import write_jsonl
+from training.groups import group_runs, list_groups, parse_seeds
+from training.launcher import launch_group
+
+
+@pytest.fixture
+def data_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_TORCH_THREADS", "1")  # inherited by the job processes
+    path = tmp_path / "data.jsonl"
+    write_jsonl(path, synthetic.generate(["repeat_twice"], 60, seed=1))
+    return path
+
+
+def test_launch_group_queues_one_run_per_seed_and_records_the_group(store, tiny_model, data_file):
+    cfg = TrainConfig(base_model=str(tiny_model), data_file=str(data_file), max_steps=2,
+                      name="cur")
+    group_id, run_ids = launch_group(store, cfg, [0, 1, 2])
+    try:
+        runs = {r["id"]: r for r in jobs.list_runs(store)}
+        assert [runs[r]["name"] for r in run_ids] == ["cur-seed0", "cur-seed1", "cur-seed2"]
+        assert [jobs.get_run(store, r)["config"]["seed"] for r in run_ids] == [0, 1, 2]
+        [group] = list_groups(store)
+        assert group["id"] == group_id and group["name"] == "cur" and group["seeds"] == [0, 1, 2]
+        by_name, by_id, by_glob = (group_runs(store, ref) for ref in ("cur", group_id, "cur-seed*"))
+        assert [r["run_id"] for r in by_name] == run_ids == [r["run_id"] for r in by_id]
+        assert [r["run_id"] for r in by_glob] == run_ids
+        assert [r["seed"] for r in by_name] == [0, 1, 2]
+        assert [r["run_id"] for r in group_runs(store, "cur-seed[01]")] == run_ids[:2]
+        with pytest.raises(NotFoundError, match="'nope'"):
+            group_runs(store, "nope")
+    finally:
+        for run_id in run_ids:
+            if jobs.get_run(store, run_id)["state"] not in ("completed", "failed", "cancelled"):
+                jobs.cancel(store, run_id, grace_s=2)
+
+
+@pytest.mark.parametrize("text,message", [("", "at least one"), ("0,x", "integers"),
+                                          ("1,2,1", "seed 1 is repeated")])
+def test_bad_seeds_are_one_line_errors(text, message):
+    with pytest.raises(StudioError, match=message):
+        parse_seeds(text)
+
+
+def test_a_bad_config_starts_no_run_and_records_no_group(store, tmp_path, capsys):
+    cfg = TrainConfig(base_model=str(tmp_path / "no-model"), data_file=str(tmp_path / "x.jsonl"))
+    with pytest.raises(StudioError):
+        launch_group(store, cfg, [0, 1])
+    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM run_groups")[0]["n"] == 0
+    ws = str(store.workspace.root)
+    for args, message in [(["--seeds", "0,0"], "repeated"),
+                          (["--seed", "1", "--seeds", "0,1"], "exclude each other")]:
+        with pytest.raises(SystemExit) as exc:
+            studio_main(["--workspace", ws, "train", "--base-model", "m", "--data-file", "x",
+                         *args])
+        assert exc.value.code == 1 and message in capsys.readouterr().err
+    assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == 0
+
+
+def cli(capsys, workspace, *args) -> dict:
+    capsys.readouterr()
+    studio_main(["--workspace", str(workspace), *args])
+    return json.loads(capsys.readouterr().out)
