@@ -17,7 +17,7 @@ from curation.errors import StudioError
 from curation.store import Store
 from evals.evaluate import EvalResult, evaluate, groups_of
 from evals.metrics import get_metric
-from evals.stats import mean_ci, paired_compare
+from evals.stats import grouped_compare, mean_ci, paired_compare
 
 ALPHA = 0.05
 
@@ -176,3 +176,101 @@ def across_checkpoints(store: Store, suite: str, checkpoints: list[str], metric:
     best = (max if higher else min)(points, key=lambda p: p["mean"])
     return {"suite": result.suite.name, "metric": metric, "points": points,
             "best": best["checkpoint"]}
+
+
+@dataclass
+class GroupComparison:
+    """Candidate group vs baseline group: seeds and examples both counted in every CI."""
+
+    suite: str
+    baseline: str
+    candidate: str
+    n: int
+    margin: float
+    baseline_runs: list[dict] = field(default_factory=list)   # run_id, name, seed, checkpoint
+    candidate_runs: list[dict] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    gate_failed: bool = False
+    gate_reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _group_checkpoints(store: Store, ref: str, side: str) -> list[dict]:
+    from training.groups import group_runs
+
+    runs = group_runs(store, ref)
+    missing = [r for r in runs if not r["checkpoint"]]
+    if missing:
+        r = missing[0]
+        raise StudioError(f"{side} group {ref!r}: run {r['run_id']} ({r['name']}) has no "
+                          f"checkpoint yet (state {r['state']})")
+    if len(runs) < 2:
+        raise StudioError(f"{side} group {ref!r} has {len(runs)} run; seed variance needs at "
+                          "least 2 (train with --seeds 0,1,2), or compare single checkpoints "
+                          "with --baseline/--candidate")
+    return runs
+
+
+def compare_group_scores(scores_a: dict[str, np.ndarray],
+                         scores_b: dict[str, np.ndarray], seeds_a: list | None = None,
+                         seeds_b: list | None = None, margin: float = 0.0,
+                         n_boot: int = 4000, seed: int = 0) -> list[dict]:
+    """Per-metric grouped statistics from runs x examples score matrices (no DB, no model)."""
+    rows = []
+    for spec, a in scores_a.items():
+        metric = get_metric(spec)
+        res = grouped_compare(a, scores_b[spec], seeds_a, seeds_b, n_boot=n_boot, seed=seed)
+        sign = {True: 1.0, False: -1.0, None: 0.0}[metric.higher_is_better]
+        upper = res.ci_high if sign > 0 else -res.ci_low
+        regressed = bool(sign) and upper < -margin and res.p_value < ALPHA
+        rows.append({"metric": spec, "binary": metric.binary,
+                     "higher_is_better": metric.higher_is_better,
+                     "baseline": float(np.mean(a)), "candidate": float(np.mean(scores_b[spec])),
+                     **res.to_dict(), "test": "two-level-bootstrap", "regressed": regressed})
+    return rows
+
+
+def compare_groups(store: Store, suite: str, baseline: str, candidate: str, margin: float = 0.0,
+                   backend: str = "hf", backend_options: dict | None = None,
+                   metrics: list[str] | None = None, n_boot: int = 4000,
+                   seed: int = 0) -> GroupComparison:
+    """Evaluate the last checkpoint of every run of both groups (cached) and compare the groups.
+
+    A group is a run group id or name (`studio train --seeds`) or a glob over run names/ids.
+    """
+    runs_a = _group_checkpoints(store, baseline, "baseline")
+    runs_b = _group_checkpoints(store, candidate, "candidate")
+    shared = {r["run_id"] for r in runs_a} & {r["run_id"] for r in runs_b}
+    if shared:
+        raise StudioError(f"groups {baseline!r} and {candidate!r} share run {sorted(shared)[0]}")
+    ckpts = [r["checkpoint"] for r in runs_a + runs_b]
+    result = evaluate(store, suite, ckpts, backend, backend_options)
+    names = [m.name for m in result.models]
+    names_a, names_b = names[:len(runs_a)], names[len(runs_a):]
+    specs = metrics or result.suite.metrics
+    unknown = [m for m in specs if m not in result.suite.metrics]
+    if unknown:
+        raise StudioError(f"--metric {', '.join(unknown)}: not a metric of suite "
+                          f"{result.suite.name} ({', '.join(result.suite.metrics)})")
+    comp = GroupComparison(result.suite.name, baseline, candidate, len(result.suite.rows), margin,
+                           baseline_runs=runs_a, candidate_runs=runs_b)
+    stack = {side: {s: np.vstack([result.scores[name][s] for name in group]) for s in specs}
+             for side, group in (("a", names_a), ("b", names_b))}
+    comp.metrics = compare_group_scores(stack["a"], stack["b"],
+                                        [r["seed"] for r in runs_a], [r["seed"] for r in runs_b],
+                                        margin, n_boot, seed)
+    for row in comp.metrics:
+        if row["warning"]:
+            comp.warnings.append(f"{row['metric']}: {row['warning']}")
+        if row["regressed"]:
+            comp.gate_reasons.append(
+                f"{row['metric']}: candidate group worse by {row['diff']:+.4f} (95% CI "
+                f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] over seeds and examples, "
+                f"p={row['p_value']:.4g}) beyond margin {margin}")
+    comp.gate_failed = bool(comp.gate_reasons)
+    return comp

@@ -74,3 +74,58 @@ def cli(capsys, workspace, *args) -> dict:
     capsys.readouterr()
     studio_main(["--workspace", str(workspace), *args])
     return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.slow
+def test_grouped_compare_through_the_cli(store, tiny_model, tmp_path, monkeypatch, capsys):
+    """Two seed groups trained as real jobs, evaluated with HF, compared by a real CLI process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from evals.suites import suite_from_file
+    from evals.types import SamplingConfig
+
+    monkeypatch.setenv("STUDIO_TORCH_THREADS", "1")
+    ws = store.workspace.root
+    for name, family in (("off", "swap_words"), ("on", "repeat_twice")):
+        path = tmp_path / f"{name}.jsonl"
+        write_jsonl(path, synthetic.generate([family], 64, seed=1))
+        out = cli(capsys, ws, "train", "--base-model", str(tiny_model), "--data-file", str(path),
+                  "--max-steps", "6", "--save-steps", "6", "--eval-steps", "6", "--lr", "2e-3",
+                  "--name", name, "--seeds", "0,1", "--wait", "--json")
+        assert [r["state"] for r in out["runs"]] == ["completed", "completed"], out
+    suite_file = tmp_path / "suite.jsonl"
+    write_jsonl(suite_file, [{**r, "id": f"t{i}"} for i, r in
+                             enumerate(synthetic.generate(["repeat_twice"], 24, seed=7))])
+    suite_from_file(store, "rep", suite_file, metrics=["exact_match", "chrf"],
+                    sampling=SamplingConfig(max_new_tokens=8))
+    studio = [sys.executable, "-c", "from studio.cli import main; main()", "-w", str(ws)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(studio + ["compare", "--suite", "rep", "--baseline-group", "off",
+                                    "--candidate-group", "on-seed*", "--json"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    comp = json.loads(proc.stdout)
+    assert [r["name"] for r in comp["baseline_runs"]] == ["off-seed0", "off-seed1"]
+    assert [r["name"] for r in comp["candidate_runs"]] == ["on-seed0", "on-seed1"]
+    # The grouped difference is the mean of the per-checkpoint means `studio eval` reports.
+    ckpts = [r["checkpoint"] for r in comp["baseline_runs"] + comp["candidate_runs"]]
+    ev = cli(capsys, ws, "eval", "--suite", "rep", *[a for c in ckpts for a in ("--checkpoint", c)],
+             "--json")
+    for m in comp["metrics"]:
+        means = [ev["results"][c][m["metric"]]["mean"] for c in ckpts]
+        assert m["diff"] == pytest.approx((means[2] + means[3] - means[0] - means[1]) / 2)
+        assert [p["seed"] for p in m["per_seed"]] == [0, 1]
+        assert m["per_seed"][0]["diff"] == pytest.approx(means[2] - means[0])
+        assert m["ci_low"] <= m["diff"] <= m["ci_high"] and m["n"] == 24
+    text = subprocess.run(studio + ["compare", "--suite", "rep", "--baseline-group", "off",
+                                    "--candidate-group", "on"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert text.returncode == 0 and "over seeds and examples" in text.stdout
+    assert "per seed: seed 0" in text.stdout
+    bad = subprocess.run(studio + ["compare", "--suite", "rep", "--baseline-group", "off",
+                                   "--candidate", ckpts[0]], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert bad.returncode == 1 and "group with a group" in bad.stderr
