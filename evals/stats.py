@@ -345,3 +345,32 @@ def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=No
         seed_sd_baseline=float(A.mean(axis=1).std(ddof=1)),
         seed_sd_candidate=float(B.mean(axis=1).std(ddof=1)), per_seed=per_seed,
         se_bootstrap_raw=raw_sd, warning=warning)
+
+
+# --- multiple comparisons ---------------------------------------------------------------------
+
+ADJUST_METHODS = ("holm", "bh", "none")
+
+
+def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
+    """p-values adjusted for looking at several metrics, suites or candidates at once.
+
+    holm: Holm's step-down, controls the family-wise error rate (any false claim) under any
+    dependence. bh: Benjamini-Hochberg step-up, controls the false discovery rate (the share
+    of false claims; valid for independent or positively dependent tests). none: unchanged.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    m = len(p)
+    if method not in ADJUST_METHODS:
+        raise ValueError(f"adjust method {method!r}: expected one of {', '.join(ADJUST_METHODS)}")
+    if method == "none" or m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method == "holm":
+        adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out

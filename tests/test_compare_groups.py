@@ -104,12 +104,14 @@ def test_grouped_compare_through_the_cli(store, tiny_model, tmp_path, monkeypatc
     studio = [sys.executable, "-c", "from studio.cli import main; main()", "-w", str(ws)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run(studio + ["compare", "--suite", "rep", "--baseline-group", "off",
-                                    "--candidate-group", "on-seed*", "--json"],
+                                    "--candidate-group", "on-seed*", "--adjust", "bh", "--json"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     comp = json.loads(proc.stdout)
     assert [r["name"] for r in comp["baseline_runs"]] == ["off-seed0", "off-seed1"]
     assert [r["name"] for r in comp["candidate_runs"]] == ["on-seed0", "on-seed1"]
+    assert comp["adjust"] == "bh" and [c["metric"] for c in comp["claims"]] == ["exact_match", "chrf"]
+    assert all(c["survives"] == (c["p_adjusted"] < 0.05) for c in comp["claims"])
     # The grouped difference is the mean of the per-checkpoint means `studio eval` reports.
     ckpts = [r["checkpoint"] for r in comp["baseline_runs"] + comp["candidate_runs"]]
     ev = cli(capsys, ws, "eval", "--suite", "rep", *[a for c in ckpts for a in ("--checkpoint", c)],
@@ -124,7 +126,7 @@ def test_grouped_compare_through_the_cli(store, tiny_model, tmp_path, monkeypatc
                                     "--candidate-group", "on"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert text.returncode == 0 and "over seeds and examples" in text.stdout
-    assert "per seed: seed 0" in text.stdout
+    assert "per seed: seed 0" in text.stdout and "claims (Holm adjustment over 2 tests)" in text.stdout
     bad = subprocess.run(studio + ["compare", "--suite", "rep", "--baseline-group", "off",
                                    "--candidate", ckpts[0]], capture_output=True, text=True,
                          env=env, timeout=120)

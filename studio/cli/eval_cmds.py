@@ -158,6 +158,7 @@ def _render_comparison(c: dict) -> str:
                      f"  diff {m['diff']:+.4f} [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]"
                      f"  p={m['p_bootstrap']:.4g}{mc}{'  REGRESSED' if m['regressed'] else ''}")
     lines += [f"  warning: {w}" for w in c["warnings"]]
+    lines += _render_claims(c)
     lines.append(f"  regressions: {len(c['regressions'])}, improvements: {len(c['improvements'])}")
     for r in c["regressions"][:5]:
         lines.append(f"    - {r['row_id']}: ref {_short(r['reference'])} | A "
@@ -179,13 +180,17 @@ def _render_comparison(c: dict) -> str:
               help="Exit 1 when B is significantly worse than A by more than --margin.")
 @click.option("--margin", type=float, default=0.0, show_default=True)
 @click.option("--limit", type=int, default=20, show_default=True, help="Examples listed per side.")
+@click.option("--adjust", type=click.Choice(["holm", "bh", "none"]), default="holm",
+              show_default=True, help="Multiple-comparison adjustment over the metrics "
+              "(Holm: family-wise error; bh: Benjamini-Hochberg false discovery rate).")
 @backend_option
 @base_url_option
 @batch_option
 @json_option
 @click.pass_context
 def compare_cmd(ctx, baseline, candidate, baseline_group, candidate_group, suite, metrics,
-                fail_on_regression, margin, limit, backend, base_url, batch_size, as_json) -> None:
+                fail_on_regression, margin, limit, adjust, backend, base_url, batch_size,
+                as_json) -> None:
     """Paired comparison of two checkpoints (or two seed groups) with CIs and an optional gate."""
     from evals.compare import compare, compare_groups
 
@@ -196,11 +201,12 @@ def compare_cmd(ctx, baseline, candidate, baseline_group, candidate_group, suite
     if grouped:
         comp = compare_groups(get_store(ctx), suite, baseline_group, candidate_group, margin=margin,
                               backend=backend, backend_options=opts,
-                              metrics=list(metrics) or None).to_dict()
+                              metrics=list(metrics) or None, adjust=adjust).to_dict()
         emit(comp, as_json, _render_group_comparison(comp))
     else:
         comp = compare(get_store(ctx), suite, baseline, candidate, margin=margin, backend=backend,
-                       backend_options=opts, metrics=list(metrics) or None, limit=limit).to_dict()
+                       backend_options=opts, metrics=list(metrics) or None, limit=limit,
+                       adjust=adjust).to_dict()
         emit(comp, as_json, _render_comparison(comp))
     if fail_on_regression and comp["gate_failed"]:
         click.echo("error: regression gate failed: " + "; ".join(comp["gate_reasons"]), err=True)
@@ -239,9 +245,24 @@ def _render_group_comparison(c: dict) -> str:
                        f"{m['seed_sd_candidate']:.4f}; se from seeds {m['se_seed']:.4f}, "
                        f"from examples {m['se_example']:.4f})")
     lines += [f"  warning: {w}" for w in c["warnings"]]
+    lines += _render_claims(c)
     lines.append(f"  gate: {'FAIL' if c['gate_failed'] else 'pass'} (margin {c['margin']})")
     lines += [f"    {r}" for r in c["gate_reasons"]]
     return "\n".join(lines)
+
+
+def _render_claims(c: dict) -> list[str]:
+    """Which differences survive the multiple-comparison adjustment."""
+    if not c["claims"]:
+        return []
+    how = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}[c["adjust"]]
+    kept = [k for k in c["claims"] if k["survives"]]
+    lines = [f"  claims ({how} adjustment over {len(c['claims'])} tests): {len(kept)} survive"]
+    for k in c["claims"]:
+        verdict = f"B {k['direction']}" if k["survives"] else "no claim"
+        lines.append(f"    {k['metric']}: {verdict} (p={k['p_value']:.4g}, "
+                     f"adjusted {k['p_adjusted']:.4g})")
+    return lines
 
 
 @cli.command("curve")
