@@ -117,3 +117,22 @@ def test_claims_and_gate_use_adjusted_p_values():
     assert raw.gate_failed and "exact_match" in raw.gate_reasons[0]
     assert not holm.gate_failed and not holm.claims[0]["survives"]
     assert bh.claims[0]["p_adjusted"] >= raw.claims[0]["p_adjusted"]
+
+
+def test_judge_family_adjusts_several_comparisons_together():
+    """Two suites (or candidates) judged as one family: each claim's p is adjusted over all
+    directed metrics of both, so a claim that survives alone may not survive the family."""
+    from evals.compare import judge_family
+
+    a, b = lm_eval_table()
+    rng = np.random.default_rng(4)
+    noise = rng.random(220)
+    comps = [compare_results(_result({"exact_match": a, "chrf": noise},
+                                     {"exact_match": b, "chrf": noise + rng.normal(0, .01, 220)}),
+                             "A", "B", n_boot=1000) for _ in range(2)]
+    alone = comps[0].claims[0]["p_adjusted"]
+    judge_family(comps, "holm")
+    p = [c["p_value"] for comp in comps for c in comp.claims]
+    assert [c["p_adjusted"] for comp in comps for c in comp.claims] == \
+        pytest.approx(adjust_pvalues(p, "holm").tolist())
+    assert comps[0].claims[0]["p_adjusted"] > alone
