@@ -283,11 +283,15 @@ def _per_seed(A: np.ndarray, B: np.ndarray, seeds_a, seeds_b) -> list[dict]:
     """Per-seed differences: matched by seed when both groups ran the same seeds, else each
     candidate run against the baseline group's mean."""
     ma, mb = A.mean(axis=1), B.mean(axis=1)
-    if seeds_a is not None and seeds_b is not None and sorted(seeds_a) == sorted(seeds_b):
+
+    def distinct(seeds) -> bool:
+        return seeds is not None and None not in seeds and len(set(seeds)) == len(seeds)
+
+    if distinct(seeds_a) and distinct(seeds_b) and set(seeds_a) == set(seeds_b):
         where = {s: i for i, s in enumerate(seeds_a)}
         return [{"seed": s, "baseline": float(ma[where[s]]), "candidate": float(mb[j]),
                  "diff": float(mb[j] - ma[where[s]])} for j, s in enumerate(seeds_b)]
-    seeds_b = seeds_b if seeds_b is not None else list(range(len(mb)))
+    seeds_b = list(seeds_b) if seeds_b is not None else [None] * len(mb)
     return [{"seed": s, "baseline": float(ma.mean()), "candidate": float(mb[j]),
              "diff": float(mb[j] - ma.mean())} for j, s in enumerate(seeds_b)]
 

@@ -131,3 +131,25 @@ def test_grouped_compare_through_the_cli(store, tiny_model, tmp_path, monkeypatc
                                    "--candidate", ckpts[0]], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode == 1 and "group with a group" in bad.stderr
+
+
+def test_group_gate_fails_only_on_a_regression_beyond_seed_noise_and_margin():
+    import numpy as np
+
+    from evals.compare import GroupComparison, compare_group_scores, judge_family
+
+    rng = np.random.default_rng(0)
+    seed_shift = rng.normal(0, 0.03, (2, 3, 1))
+    base = (rng.random((3, 300)) < 0.6 + seed_shift[0]).astype(float)
+    worse = (rng.random((3, 300)) < 0.4 + seed_shift[1]).astype(float)
+    noisy = (rng.random((3, 300)) < 0.6 + seed_shift[1]).astype(float)
+    for cand, margin, fails in ((worse, 0.0, True), (worse, 0.5, False), (noisy, 0.0, False)):
+        comp = GroupComparison("s", "A", "B", 300, margin)
+        comp.metrics = compare_group_scores({"exact_match": base}, {"exact_match": cand},
+                                            [0, 1, 2], [0, 1, 2], n_boot=500)
+        judge_family([comp], "holm")
+        assert comp.gate_failed is fails, (margin, comp.metrics[0]["ci_high"])
+        if fails:
+            diff = comp.metrics[0]["diff"]
+            assert -0.25 < diff < -0.1
+            assert f"exact_match: candidate worse by {diff:+.4f}" in comp.gate_reasons[0]

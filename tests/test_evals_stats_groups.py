@@ -116,6 +116,10 @@ def test_per_seed_differences_match_by_seed():
     assert res.diff == pytest.approx(0.5) and res.n_seeds_candidate == 2
     other = grouped_compare(a, b, baseline_seeds=[0, 1], candidate_seeds=[5, 6], n_boot=200)
     assert [p["diff"] for p in other.per_seed] == [pytest.approx(0.625), pytest.approx(0.375)]
+    # Runs grouped by a name glob may repeat a seed or lack one: no matching then.
+    for seeds in ([42, 42], [None, None]):
+        res = grouped_compare(a, b, baseline_seeds=seeds, candidate_seeds=seeds, n_boot=200)
+        assert [p["baseline"] for p in res.per_seed] == [0.375, 0.375]
 
 
 def test_groups_without_any_variation_give_a_zero_ci_and_one_seed_is_refused():
