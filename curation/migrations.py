@@ -231,3 +231,24 @@ def _generation_backend_config(con: duckdb.DuckDBPyConnection) -> None:
     # NULL: their keys lack the backend, so no new key can hit them (they are regenerated).
     con.execute("ALTER TABLE generations ADD COLUMN backend_config JSON")
     con.execute("ALTER TABLE eval_runs ADD COLUMN backend_config JSON")
+
+
+# --- training: seed groups (issue 12) -------------------------------------------------------
+
+@migration("0050_training_run_groups")
+def _run_groups(con: duckdb.DuckDBPyConnection) -> None:
+    # Runs of one config with several seeds: compare reads a group to count seed variance.
+    con.execute("""
+        CREATE TABLE run_groups (
+            id TEXT PRIMARY KEY,
+            name TEXT,                   -- the config's name (runs are named '<name>-seed<S>')
+            config JSON,                 -- the shared TrainConfig, seed left out
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    con.execute("""
+        CREATE TABLE run_group_members (
+            group_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            PRIMARY KEY (group_id, run_id)
+        )""")

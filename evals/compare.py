@@ -1,9 +1,16 @@
-"""Compare two checkpoints on one suite: per-metric paired statistics, regressions, gate.
+"""Compare two checkpoints (or two seed groups) on one suite: per-metric paired statistics,
+regressions, gate.
 
 The gate fails when the candidate is *significantly worse by more than the margin*: the upper
 end of the 95% paired-bootstrap CI of (candidate - baseline) lies below -margin, for a metric
 with a direction (length is never gated). For pass/fail metrics the exact McNemar test must
 agree (p < 0.05). Identical checkpoints give a CI of exactly [0, 0] and never fail.
+
+Looking at several metrics (or suites, or candidates) at once makes some "significant" result
+likely by chance, so the p-values of every metric with a direction are adjusted together
+(Holm by default, Benjamini-Hochberg or none on request) and a claim "B differs from A on M"
+survives, and the gate counts it, only when its adjusted p < 0.05. `judge_family` adjusts
+several comparisons as one family.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from curation.errors import StudioError
 from curation.store import Store
 from evals.evaluate import EvalResult, evaluate, groups_of
 from evals.metrics import get_metric
-from evals.stats import mean_ci, paired_compare
+from evals.stats import adjust_pvalues, grouped_compare, mean_ci, paired_compare
 
 ALPHA = 0.05
 
@@ -39,6 +46,8 @@ class Comparison:
     gate_failed: bool = False
     gate_reasons: list[str] = field(default_factory=list)
     backend: dict | None = None     # identity of the backend whose outputs are compared
+    adjust: str = "holm"                                         # multiple-comparison method
+    claims: list[dict] = field(default_factory=list)             # which differences survive it
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -46,30 +55,47 @@ class Comparison:
         return asdict(self)
 
 
+def judge_family(comparisons: list, adjust: str = "holm") -> None:
+    """Adjust the p-values of every directed metric of these comparisons as one family, then
+    set each metric's p_adjusted / significant / regressed, each comparison's claims and gate.
+    """
+    rows = [(c, r) for c in comparisons for r in c.metrics if r["higher_is_better"] is not None]
+    adjusted = adjust_pvalues([r["p_value"] for _, r in rows], adjust)
+    for c in comparisons:
+        c.adjust, c.claims, c.gate_reasons = adjust, [], []
+        for r in c.metrics:
+            r["p_adjusted"], r["significant"], r["regressed"] = None, None, False
+    for (c, r), p_adj in zip(rows, adjusted, strict=True):
+        sign = 1.0 if r["higher_is_better"] else -1.0
+        upper = r["ci_high"] if sign > 0 else -r["ci_low"]     # best case of the signed change
+        r["p_adjusted"], r["significant"] = float(p_adj), bool(p_adj < ALPHA)
+        r["regressed"] = r["significant"] and upper < -c.margin
+        direction = "better" if sign * r["diff"] > 0 else "worse" if sign * r["diff"] < 0 else "same"
+        c.claims.append({"suite": c.suite, "candidate": c.candidate, "metric": r["metric"],
+                         "direction": direction, "diff": r["diff"], "p_value": r["p_value"],
+                         "p_adjusted": r["p_adjusted"], "survives": r["significant"]})
+        if r["regressed"]:
+            c.gate_reasons.append(
+                f"{r['metric']}: candidate worse by {sign * r['diff']:+.4f} (95% CI "
+                f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}], p={r['p_value']:.4g}, "
+                f"{adjust}-adjusted p={r['p_adjusted']:.4g}) beyond margin {c.margin}")
+    for c in comparisons:
+        c.gate_failed = bool(c.gate_reasons)
+
+
 def _diff(a: str, b: str) -> str:
     return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), "baseline",
                                           "candidate", lineterm="", n=1))
 
 
-def _metric_row(spec: str, a: np.ndarray, b: np.ndarray, groups, margin: float,
-                n_boot: int, seed: int) -> tuple[dict, str | None]:
+def _metric_row(spec: str, a: np.ndarray, b: np.ndarray, groups, n_boot: int,
+                seed: int) -> dict:
     metric = get_metric(spec)
     res = paired_compare(a, b, groups=groups, binary=metric.binary, n_boot=n_boot, seed=seed)
-    sign = {True: 1.0, False: -1.0, None: 0.0}[metric.higher_is_better]
-    reason = None
-    if sign:
-        upper = res.ci_high if sign > 0 else -res.ci_low   # best case of the signed change
-        significant = res.p_mcnemar < ALPHA if res.p_mcnemar is not None else res.p_bootstrap < ALPHA
-        if upper < -margin and significant:
-            reason = (f"{spec}: candidate worse by {sign * res.diff:+.4f} "
-                      f"(95% CI [{res.ci_low:+.4f}, {res.ci_high:+.4f}], p={res.p_value:.4g}) "
-                      f"beyond margin {margin}")
-    row = {"metric": spec, "binary": metric.binary, "higher_is_better": metric.higher_is_better,
-           "baseline": mean_ci(a, groups, metric.binary).to_dict(),
-           "candidate": mean_ci(b, groups, metric.binary).to_dict(),
-           **res.to_dict(), "test": "mcnemar" if metric.binary else "paired-bootstrap",
-           "regressed": reason is not None}
-    return row, reason
+    return {"metric": spec, "binary": metric.binary, "higher_is_better": metric.higher_is_better,
+            "baseline": mean_ci(a, groups, metric.binary).to_dict(),
+            "candidate": mean_ci(b, groups, metric.binary).to_dict(),
+            **res.to_dict(), "test": "mcnemar" if metric.binary else "paired-bootstrap"}
 
 
 def _examples(result: EvalResult, spec: str, base: str, cand: str,
@@ -120,7 +146,8 @@ def _breakdown(result: EvalResult, base: str, cand: str, by: str = "category") -
 
 def compare_results(result: EvalResult, baseline: str, candidate: str, margin: float = 0.0,
                     metrics: list[str] | None = None, primary: str | None = None,
-                    n_boot: int = 10_000, seed: int = 0, limit: int = 50) -> Comparison:
+                    n_boot: int = 10_000, seed: int = 0, limit: int = 50,
+                    adjust: str = "holm") -> Comparison:
     """Statistics, example lists and gate from scores already computed (no DB, no model)."""
     suite = result.suite
     groups = groups_of(suite)
@@ -132,14 +159,12 @@ def compare_results(result: EvalResult, baseline: str, candidate: str, margin: f
     comp = Comparison(suite.name, baseline, candidate, len(suite.rows), margin,
                       backend=result.generation.identity)
     for spec in specs:
-        row, reason = _metric_row(spec, result.scores[baseline][spec],
-                                  result.scores[candidate][spec], groups, margin, n_boot, seed)
+        row = _metric_row(spec, result.scores[baseline][spec], result.scores[candidate][spec],
+                          groups, n_boot, seed)
         comp.metrics.append(row)
         if row["warning"]:
             comp.warnings.append(f"{spec}: {row['warning']}")
-        if reason:
-            comp.gate_reasons.append(reason)
-    comp.gate_failed = bool(comp.gate_reasons)
+    judge_family([comp], adjust)
     primary = primary or next((s for s in specs if get_metric(s).higher_is_better is not None),
                               specs[0])
     comp.regressions, comp.improvements = _examples(result, primary, baseline, candidate, limit)
@@ -178,3 +203,93 @@ def across_checkpoints(store: Store, suite: str, checkpoints: list[str], metric:
     best = (max if higher else min)(points, key=lambda p: p["mean"])
     return {"suite": result.suite.name, "metric": metric, "points": points,
             "best": best["checkpoint"]}
+
+
+@dataclass
+class GroupComparison:
+    """Candidate group vs baseline group: seeds and examples both counted in every CI."""
+
+    suite: str
+    baseline: str
+    candidate: str
+    n: int
+    margin: float
+    baseline_runs: list[dict] = field(default_factory=list)   # run_id, name, seed, checkpoint
+    candidate_runs: list[dict] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    gate_failed: bool = False
+    gate_reasons: list[str] = field(default_factory=list)
+    adjust: str = "holm"
+    claims: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _group_checkpoints(store: Store, ref: str, side: str) -> list[dict]:
+    from training.groups import group_runs
+
+    runs = group_runs(store, ref)
+    missing = [r for r in runs if not r["checkpoint"]]
+    if missing:
+        r = missing[0]
+        raise StudioError(f"{side} group {ref!r}: run {r['run_id']} ({r['name']}) has no "
+                          f"checkpoint yet (state {r['state']})")
+    if len(runs) < 2:
+        raise StudioError(f"{side} group {ref!r} has {len(runs)} run; seed variance needs at "
+                          "least 2 (train with --seeds 0,1,2), or compare single checkpoints "
+                          "with --baseline/--candidate")
+    return runs
+
+
+def compare_group_scores(scores_a: dict[str, np.ndarray],
+                         scores_b: dict[str, np.ndarray], seeds_a: list | None = None,
+                         seeds_b: list | None = None, n_boot: int = 4000,
+                         seed: int = 0) -> list[dict]:
+    """Per-metric grouped statistics from runs x examples score matrices (no DB, no model)."""
+    rows = []
+    for spec, a in scores_a.items():
+        metric = get_metric(spec)
+        res = grouped_compare(a, scores_b[spec], seeds_a, seeds_b, n_boot=n_boot, seed=seed)
+        rows.append({"metric": spec, "binary": metric.binary,
+                     "higher_is_better": metric.higher_is_better,
+                     "baseline": float(np.mean(a)), "candidate": float(np.mean(scores_b[spec])),
+                     **res.to_dict(), "test": "two-level-bootstrap"})
+    return rows
+
+
+def compare_groups(store: Store, suite: str, baseline: str, candidate: str, margin: float = 0.0,
+                   backend: str = "hf", backend_options: dict | None = None,
+                   metrics: list[str] | None = None, n_boot: int = 4000,
+                   seed: int = 0, adjust: str = "holm") -> GroupComparison:
+    """Evaluate the last checkpoint of every run of both groups (cached) and compare the groups.
+
+    A group is a run group id or name (`studio train --seeds`) or a glob over run names/ids.
+    """
+    runs_a = _group_checkpoints(store, baseline, "baseline")
+    runs_b = _group_checkpoints(store, candidate, "candidate")
+    shared = {r["run_id"] for r in runs_a} & {r["run_id"] for r in runs_b}
+    if shared:
+        raise StudioError(f"groups {baseline!r} and {candidate!r} share run {sorted(shared)[0]}")
+    ckpts = [r["checkpoint"] for r in runs_a + runs_b]
+    result = evaluate(store, suite, ckpts, backend, backend_options)
+    names = [m.name for m in result.models]
+    names_a, names_b = names[:len(runs_a)], names[len(runs_a):]
+    specs = metrics or result.suite.metrics
+    unknown = [m for m in specs if m not in result.suite.metrics]
+    if unknown:
+        raise StudioError(f"--metric {', '.join(unknown)}: not a metric of suite "
+                          f"{result.suite.name} ({', '.join(result.suite.metrics)})")
+    comp = GroupComparison(result.suite.name, baseline, candidate, len(result.suite.rows), margin,
+                           baseline_runs=runs_a, candidate_runs=runs_b)
+    stack = {side: {s: np.vstack([result.scores[name][s] for name in group]) for s in specs}
+             for side, group in (("a", names_a), ("b", names_b))}
+    comp.metrics = compare_group_scores(stack["a"], stack["b"],
+                                        [r["seed"] for r in runs_a], [r["seed"] for r in runs_b],
+                                        n_boot, seed)
+    comp.warnings = [f"{r['metric']}: {r['warning']}" for r in comp.metrics if r["warning"]]
+    judge_family([comp], adjust)
+    return comp

@@ -197,3 +197,184 @@ def small_n_warning(res: PairedResult) -> str | None:
         return (f"n={res.n} cannot reliably detect a difference of {res.diff:+.3f} "
                 f"(MDE {res.mde:.3f}); about n={need} would be needed")
     return None
+
+
+# --- seed groups: two-level (seed x example) bootstrap -------------------------------------
+
+@dataclass
+class GroupedResult:
+    """Candidate group - baseline group, counting seed variance and example variance."""
+
+    n: int                      # examples (paired across every run of both groups)
+    n_seeds_baseline: int
+    n_seeds_candidate: int
+    diff: float                 # mean over runs and examples, candidate - baseline
+    ci_low: float               # 95% two-level bootstrap CI (calibrated, see grouped_compare)
+    ci_high: float
+    p_value: float              # Student t with Satterthwaite df on the variance components
+    se: float
+    df: float
+    se_seed: float              # part of se due to which seeds were drawn
+    se_example: float           # part of se due to which examples were drawn
+    seed_sd_baseline: float     # spread of run means within each group
+    seed_sd_candidate: float
+    per_seed: list[dict]
+    se_bootstrap_raw: float     # plain pigeonhole-bootstrap SE, before calibration
+    warning: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def two_level_bootstrap(baseline, candidate, n_boot: int = 4000, seed: int = 0,
+                        chunk: int = 500) -> np.ndarray:
+    """Bootstrap replicates of mean(candidate) - mean(baseline) for runs x examples matrices.
+
+    Each replicate draws the seeds (rows) of each group with replacement and the examples
+    (columns) with replacement, the same examples for both groups (paired by example). Drawn
+    as multinomial counts, so a replicate is two small matrix products: O(n_boot * S * n).
+    """
+    A = np.asarray(baseline, dtype=float)
+    B = np.asarray(candidate, dtype=float)
+    rng = np.random.default_rng(seed)
+    sa, n = A.shape
+    sb = B.shape[0]
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        wa = rng.multinomial(sa, np.full(sa, 1 / sa), size=k) / sa
+        wb = rng.multinomial(sb, np.full(sb, 1 / sb), size=k) / sb
+        we = rng.multinomial(n, np.full(n, 1 / n), size=k) / n
+        out[start:start + k] = np.einsum("bi,bi->b", wb @ B - wa @ A, we)
+    return out
+
+
+def seed_example_variance(baseline, candidate) -> tuple[float, float, float]:
+    """Unbiased (method-of-moments) variance of the grouped difference: (seed part, example
+    part, Satterthwaite df).
+
+    Model per group: score = mean + seed effect + example effect + seed x example noise. The
+    spread of a group's run means over its S seeds, divided by S, estimates exactly that group's
+    seed part (seed effects plus the noise averaged over the n examples). The spread over
+    examples of the paired, seed-averaged difference estimates the example part but also holds
+    the seed x example noise a second time; that is subtracted using the two-way residual mean
+    square of each group.
+    """
+    A = np.asarray(baseline, dtype=float)
+    B = np.asarray(candidate, dtype=float)
+    n = A.shape[1]
+    seed_parts, noise = [], 0.0
+    for Y in (A, B):
+        s = Y.shape[0]
+        rows, cols = Y.mean(axis=1), Y.mean(axis=0)
+        resid = Y - rows[:, None] - cols[None, :] + Y.mean()
+        noise += float(np.sum(resid**2)) / ((s - 1) * (n - 1)) / s
+        seed_parts.append((float(rows.var(ddof=1)) / s, s - 1))
+    d = B.mean(axis=0) - A.mean(axis=0)
+    example = max(0.0, float(d.var(ddof=1)) - noise) / n
+    seed_var = sum(v for v, _ in seed_parts)
+    total = seed_var + example
+    denom = sum(v * v / df for v, df in seed_parts) + example**2 / (n - 1)
+    df = total**2 / denom if denom > 0 else float("inf")
+    return seed_var, example, df
+
+
+def _per_seed(A: np.ndarray, B: np.ndarray, seeds_a, seeds_b) -> list[dict]:
+    """Per-seed differences: matched by seed when both groups ran the same seeds, else each
+    candidate run against the baseline group's mean."""
+    ma, mb = A.mean(axis=1), B.mean(axis=1)
+
+    def distinct(seeds) -> bool:
+        return seeds is not None and None not in seeds and len(set(seeds)) == len(seeds)
+
+    if distinct(seeds_a) and distinct(seeds_b) and set(seeds_a) == set(seeds_b):
+        where = {s: i for i, s in enumerate(seeds_a)}
+        return [{"seed": s, "baseline": float(ma[where[s]]), "candidate": float(mb[j]),
+                 "diff": float(mb[j] - ma[where[s]])} for j, s in enumerate(seeds_b)]
+    seeds_b = list(seeds_b) if seeds_b is not None else [None] * len(mb)
+    return [{"seed": s, "baseline": float(ma.mean()), "candidate": float(mb[j]),
+             "diff": float(mb[j] - ma.mean())} for j, s in enumerate(seeds_b)]
+
+
+def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=None,
+                    n_boot: int = 4000, seed: int = 0) -> GroupedResult:
+    """Candidate group - baseline group on runs x examples score matrices (same examples).
+
+    The 95% CI is the two-level bootstrap (seeds, then examples, paired), calibrated because the
+    plain one is wrong in both directions (Owen 2007, pigeonhole bootstrap; and checked by
+    simulation in tests/test_evals_stats_groups.py): resampling S seeds understates seed
+    variance by (S-1)/S, and seed x example noise is counted twice (once in the run means, once
+    in the examples shared by every run). Its quantiles are therefore rescaled to the unbiased
+    variance of `seed_example_variance` and widened from normal to Student t with Satterthwaite
+    df, which matter with 2-5 seeds. p is the matching t test.
+    """
+    from scipy.stats import t as student_t
+
+    A = np.atleast_2d(np.asarray(baseline, dtype=float))
+    B = np.atleast_2d(np.asarray(candidate, dtype=float))
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"groups must score the same examples: {A.shape[1]} vs {B.shape[1]}")
+    if min(A.shape[0], B.shape[0]) < 2 or A.shape[1] < 2:
+        raise ValueError("each group needs at least 2 runs (seeds) and 2 examples to measure "
+                         f"seed variance; got {A.shape[0]} and {B.shape[0]} runs")
+    n = A.shape[1]
+    diff = float(B.mean() - A.mean())
+    seed_var, example_var, df = seed_example_variance(A, B)
+    var = seed_var + example_var
+    se = float(np.sqrt(var))
+    boots = two_level_bootstrap(A, B, n_boot=n_boot, seed=seed)
+    raw_sd = float(boots.std(ddof=1))
+    if se == 0:
+        low = high = diff
+        p = 1.0 if diff == 0 else 0.0
+    else:
+        widen = float(student_t.ppf(0.975, df) / Z95)
+        if raw_sd > 0:
+            q = np.percentile(boots - boots.mean(), [2.5, 97.5]) * (se / raw_sd) * widen
+            low, high = diff + float(q[0]), diff + float(q[1])
+        else:
+            low, high = diff - widen * Z95 * se, diff + widen * Z95 * se
+        p = float(2 * student_t.sf(abs(diff) / se, df))
+    per_seed = _per_seed(A, B, baseline_seeds, candidate_seeds)
+    warning = None
+    if min(A.shape[0], B.shape[0]) < 3:
+        warning = (f"only {min(A.shape[0], B.shape[0])} seeds in a group: the seed variance "
+                   f"rests on {df:.1f} degrees of freedom, so the CI is wide")
+    elif n < MIN_N:
+        warning = f"n={n} examples is small (<{MIN_N}); CIs are rough"
+    return GroupedResult(
+        n=n, n_seeds_baseline=A.shape[0], n_seeds_candidate=B.shape[0], diff=diff,
+        ci_low=low, ci_high=high, p_value=p, se=se, df=float(df), se_seed=float(np.sqrt(seed_var)),
+        se_example=float(np.sqrt(example_var)),
+        seed_sd_baseline=float(A.mean(axis=1).std(ddof=1)),
+        seed_sd_candidate=float(B.mean(axis=1).std(ddof=1)), per_seed=per_seed,
+        se_bootstrap_raw=raw_sd, warning=warning)
+
+
+# --- multiple comparisons ---------------------------------------------------------------------
+
+ADJUST_METHODS = ("holm", "bh", "none")
+
+
+def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
+    """p-values adjusted for looking at several metrics, suites or candidates at once.
+
+    holm: Holm's step-down, controls the family-wise error rate (any false claim) under any
+    dependence. bh: Benjamini-Hochberg step-up, controls the false discovery rate (the share
+    of false claims; valid for independent or positively dependent tests). none: unchanged.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    m = len(p)
+    if method not in ADJUST_METHODS:
+        raise ValueError(f"adjust method {method!r}: expected one of {', '.join(ADJUST_METHODS)}")
+    if method == "none" or m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method == "holm":
+        adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    else:
+        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out

@@ -7,6 +7,7 @@ the rows are exported to the run folder so the worker never needs the database.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from training import jobs
@@ -24,9 +25,9 @@ def prepare_training(store, cfg: TrainConfig) -> tuple[TrainConfig, list[dict], 
     return resolved, train, evals
 
 
-def launch_training(store, cfg: TrainConfig) -> str:
+def launch_training(store, cfg: TrainConfig, prepared=None) -> str:
     """Validate, export and start a training job; returns the run id."""
-    resolved, train, evals = prepare_training(store, cfg)
+    resolved, train, evals = prepared or prepare_training(store, cfg)
 
     def write_inputs(run_dir: Path) -> None:
         resolved.to_yaml(run_dir / CONFIG_FILE)
@@ -34,3 +35,27 @@ def launch_training(store, cfg: TrainConfig) -> str:
 
     return jobs.launch(store, "train", "training.worker", config=resolved.to_dict(),
                        prepare=write_inputs, name=cfg.name or None)
+
+
+def launch_group(store, cfg: TrainConfig, seeds: list[int]) -> tuple[str, list[str]]:
+    """One queued run per seed, recorded as a group; returns (group id, run ids).
+
+    Every seed's config is validated before any job starts. Runs are named '<name>-seed<S>'
+    (name = the config's name, else the group id), so a name glob finds them too.
+    """
+    from training.groups import add_member, parse_seeds, record_group
+
+    seeds = parse_seeds(seeds)
+    group_id = jobs.new_run_id("group")
+    base = cfg.name or group_id
+    cfgs = [dataclasses.replace(cfg, seed=s, name=f"{base}-seed{s}") for s in seeds]
+    prepared = [prepare_training(store, c) for c in cfgs]
+    shared = {k: v for k, v in prepared[0][0].to_dict().items() if k not in ("seed", "name")}
+    with store.transaction() as con:
+        record_group(con, group_id, cfg.name or None, shared)
+    run_ids = []
+    for seed, c, prep in zip(seeds, cfgs, prepared, strict=True):
+        run_ids.append(launch_training(store, c, prep))
+        with store.transaction() as con:
+            add_member(con, group_id, run_ids[-1], seed)
+    return group_id, run_ids

@@ -171,6 +171,7 @@ def _render_comparison(c: dict) -> str:
                      f"  diff {m['diff']:+.4f} [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]"
                      f"  p={m['p_bootstrap']:.4g}{mc}{'  REGRESSED' if m['regressed'] else ''}")
     lines += [f"  warning: {w}" for w in c["warnings"]]
+    lines += _render_claims(c)
     lines.append(f"  regressions: {len(c['regressions'])}, improvements: {len(c['improvements'])}")
     for r in c["regressions"][:5]:
         lines.append(f"    - {r['row_id']}: ref {_short(r['reference'])} | A "
@@ -181,8 +182,11 @@ def _render_comparison(c: dict) -> str:
 
 
 @cli.command("compare")
-@click.option("--baseline", required=True, help="Checkpoint A (e.g. base:<model>).")
-@click.option("--candidate", required=True, help="Checkpoint B.")
+@click.option("--baseline", default=None, help="Checkpoint A (e.g. base:<model>).")
+@click.option("--candidate", default=None, help="Checkpoint B.")
+@click.option("--baseline-group", default=None,
+              help="Runs of A over seeds: a group from `studio train --seeds`, or a run-name glob.")
+@click.option("--candidate-group", default=None, help="Runs of B over seeds (as --baseline-group).")
 @click.option("--suite", required=True)
 @click.option("--metric", "metrics", multiple=True, help="Restrict to these metrics.")
 @click.option("--fail-on-regression", is_flag=True,
@@ -190,26 +194,90 @@ def _render_comparison(c: dict) -> str:
               "than --margin.")
 @click.option("--margin", type=float, default=0.0, show_default=True)
 @click.option("--limit", type=int, default=20, show_default=True, help="Examples listed per side.")
+@click.option("--adjust", type=click.Choice(["holm", "bh", "none"]), default="holm",
+              show_default=True, help="Multiple-comparison adjustment over the metrics "
+              "(Holm: family-wise error; bh: Benjamini-Hochberg false discovery rate).")
 @backend_option
 @base_url_option
 @batch_option
 @dtype_option
 @json_option
 @click.pass_context
-def compare_cmd(ctx, baseline, candidate, suite, metrics, fail_on_regression, margin, limit,
-                backend, base_url, batch_size, dtype, as_json) -> None:
-    """Paired comparison of two checkpoints with CIs, regressions and an optional CI gate."""
-    from evals.compare import compare
+def compare_cmd(ctx, baseline, candidate, baseline_group, candidate_group, suite, metrics,
+                fail_on_regression, margin, limit, adjust, backend, base_url, batch_size,
+                dtype, as_json) -> None:
+    """Paired comparison of two checkpoints (or two seed groups) with CIs and an optional gate."""
+    from evals.compare import compare, compare_groups
 
     if margin < 0:
         raise StudioError(f"--margin must be >= 0, got {margin}")
-    comp = compare(get_store(ctx), suite, baseline, candidate, margin=margin, backend=backend,
-                   backend_options=_backend_options(backend, base_url, batch_size, dtype),
-                   metrics=list(metrics) or None, limit=limit).to_dict()
-    emit(comp, as_json, _render_comparison(comp))
+    grouped = _compare_sides(baseline, candidate, baseline_group, candidate_group)
+    opts = _backend_options(backend, base_url, batch_size, dtype)
+    if grouped:
+        comp = compare_groups(get_store(ctx), suite, baseline_group, candidate_group, margin=margin,
+                              backend=backend, backend_options=opts,
+                              metrics=list(metrics) or None, adjust=adjust).to_dict()
+        emit(comp, as_json, _render_group_comparison(comp))
+    else:
+        comp = compare(get_store(ctx), suite, baseline, candidate, margin=margin, backend=backend,
+                       backend_options=opts, metrics=list(metrics) or None, limit=limit,
+                       adjust=adjust).to_dict()
+        emit(comp, as_json, _render_comparison(comp))
     if fail_on_regression and comp["gate_failed"]:
         click.echo("error: regression gate failed: " + "; ".join(comp["gate_reasons"]), err=True)
         sys.exit(EXIT_GATE_FAILED)
+
+
+def _compare_sides(baseline, candidate, baseline_group, candidate_group) -> bool:
+    """True for a group comparison; one-line errors for a missing or mixed pair of sides."""
+    for side, one, group in (("baseline", baseline, baseline_group),
+                             ("candidate", candidate, candidate_group)):
+        if (one is None) == (group is None):
+            raise StudioError(f"give exactly one of --{side} (a checkpoint) or --{side}-group "
+                              "(runs over seeds)")
+    if (baseline_group is None) != (candidate_group is None):
+        raise StudioError("compare a group with a group (--baseline-group with --candidate-group)"
+                          " or a checkpoint with a checkpoint")
+    return baseline_group is not None
+
+
+def _render_group_comparison(c: dict) -> str:
+    def runs(rs: list[dict]) -> str:
+        return ", ".join(f"{r['name'] or r['run_id']} (seed {r['seed']})" for r in rs)
+
+    lines = [f"suite {c['suite']}: group {c['candidate']} vs group {c['baseline']} "
+             f"(n={c['n']} examples)",
+             f"  baseline runs: {runs(c['baseline_runs'])}",
+             f"  candidate runs: {runs(c['candidate_runs'])}"]
+    for m in c["metrics"]:
+        lines.append(
+            f"  {m['metric']}: {m['baseline']:.4f} -> {m['candidate']:.4f}  diff {m['diff']:+.4f} "
+            f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}] over seeds and examples  "
+            f"p={m['p_value']:.4g}{'  REGRESSED' if m['regressed'] else ''}")
+        lines.append("    per seed: " + ", ".join(f"seed {p['seed']} {p['diff']:+.4f}"
+                                                     for p in m["per_seed"])
+                     + f"  (seed sd: baseline {m['seed_sd_baseline']:.4f}, candidate "
+                       f"{m['seed_sd_candidate']:.4f}; se from seeds {m['se_seed']:.4f}, "
+                       f"from examples {m['se_example']:.4f})")
+    lines += [f"  warning: {w}" for w in c["warnings"]]
+    lines += _render_claims(c)
+    lines.append(f"  gate: {'FAIL' if c['gate_failed'] else 'pass'} (margin {c['margin']})")
+    lines += [f"    {r}" for r in c["gate_reasons"]]
+    return "\n".join(lines)
+
+
+def _render_claims(c: dict) -> list[str]:
+    """Which differences survive the multiple-comparison adjustment."""
+    if not c["claims"]:
+        return []
+    how = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}[c["adjust"]]
+    kept = [k for k in c["claims"] if k["survives"]]
+    lines = [f"  claims ({how} adjustment over {len(c['claims'])} tests): {len(kept)} survive"]
+    for k in c["claims"]:
+        verdict = f"B {k['direction']}" if k["survives"] else "no claim"
+        lines.append(f"    {k['metric']}: {verdict} (p={k['p_value']:.4g}, "
+                     f"adjusted {k['p_adjusted']:.4g})")
+    return lines
 
 
 @cli.command("curve")

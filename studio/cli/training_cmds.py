@@ -76,11 +76,13 @@ def build_tiny(path: str, steps: int | None, seed: int, as_json: bool) -> None:
 @click.option("--precision", default=None, help="auto, bf16, fp16 or fp32.")
 @click.option("--set", "extra", multiple=True, metavar="FIELD=VALUE",
               help="Any other TrainConfig field (repeatable).")
+@click.option("--seeds", default=None, metavar="S1,S2,...",
+              help="One queued run per seed (e.g. 0,1,2), recorded as a group for `studio compare`.")
 @click.option("--wait", is_flag=True, help="Follow the run in the foreground until it ends.")
 @json_option
 @click.pass_context
 def train(ctx: click.Context, config_path: str | None, extra: tuple[str, ...], wait: bool,
-          as_json: bool, **flags) -> None:
+          as_json: bool, seeds: str | None, **flags) -> None:
     """Launch a LoRA SFT run as a background job (validated before anything starts)."""
     import yaml
 
@@ -99,6 +101,9 @@ def train(ctx: click.Context, config_path: str | None, extra: tuple[str, ...], w
     else:
         cfg = TrainConfig.from_dict(overrides, source="command line")
     store = get_store(ctx)
+    if seeds is not None:
+        _train_group(store, cfg, seeds, flags.get("seed") is not None, wait, as_json)
+        return
     run_id = launch_training(store, cfg)
     if not wait:
         emit({"run_id": run_id, "state": "queued"}, as_json, human=f"started run {run_id}")
@@ -113,6 +118,24 @@ def train(ctx: click.Context, config_path: str | None, extra: tuple[str, ...], w
 
     run = jobs.wait(store, run_id, on_metrics=show)
     _finish(run, as_json)
+
+
+def _train_group(store, cfg, seeds: str, seed_given: bool, wait: bool, as_json: bool) -> None:
+    from training import jobs
+    from training.launcher import launch_group
+
+    if seed_given:
+        raise StudioError("--seed and --seeds exclude each other: give the seeds in --seeds")
+    group_id, run_ids = launch_group(store, cfg, seeds)
+    if not wait:
+        emit({"group_id": group_id, "run_ids": run_ids, "state": "queued"}, as_json,
+             human=f"started group {group_id}: runs {', '.join(run_ids)}")
+        return
+    runs = [_summary(jobs.wait(store, run_id)) for run_id in run_ids]
+    emit({"group_id": group_id, "runs": runs}, as_json,
+         human="\n".join(f"{r['run_id']} ({r['name']}): {r['state']}" for r in runs))
+    if any(r["state"] != "completed" for r in runs):
+        sys.exit(1)
 
 
 def _finish(run: dict, as_json: bool) -> None:
