@@ -220,3 +220,35 @@ def _score_rids(con: duckdb.DuckDBPyConnection) -> None:
     # Scores join rows and versions by the integer row key (see 0006).
     con.execute("ALTER TABLE scores ADD COLUMN rid BIGINT")
     con.execute("UPDATE scores SET rid = rows.rid FROM rows WHERE scores.uid = rows.uid")
+
+
+# --- training: provenance (issue 13) --------------------------------------------------------
+
+@migration("0055_run_provenance")
+def _run_provenance(con: duckdb.DuckDBPyConnection) -> None:
+    # What each train run trained on (training.provenance); the run folder's provenance.json
+    # is the source, this table makes "runs trained on dataset@version" a query.
+    con.execute("""
+        CREATE TABLE run_provenance (
+            run_id TEXT PRIMARY KEY,
+            dataset TEXT,                -- NULL when trained from a data_file
+            version TEXT,                -- the exact version (a bare name is pinned at launch)
+            dataset_ref TEXT,            -- 'NAME@VERSION'
+            data_file TEXT,
+            n_rows BIGINT,
+            n_train BIGINT,
+            n_eval BIGINT,
+            rows_sha256 TEXT,            -- order-independent hash of the rows' contents
+            train_file_sha256 TEXT,      -- the exported train.jsonl
+            eval_file_sha256 TEXT,
+            base_model TEXT,
+            base_model_sha256 TEXT,      -- hash of the weight files (None: not found locally)
+            config JSON,                 -- the full resolved TrainConfig
+            code_version TEXT,
+            git_commit TEXT,
+            git_dirty BOOLEAN,
+            packages JSON,               -- torch, transformers, peft, ... versions
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    # Eval results keep the identifying part of the checkpoint's provenance.
+    con.execute("ALTER TABLE eval_runs ADD COLUMN provenance JSON")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from curation.errors import StudioError
+from training import provenance
 from training import status as st
 from training.collate import PackedCollator, PaddedCollator, TokenCounter
 from training.config import TrainConfig
@@ -142,6 +143,8 @@ def build_trainer(cfg: TrainConfig, run_dir: str | Path, train_rows: list[dict],
     evals = encode_rows(tokenizer, eval_rows, cfg)
     if not train:
         raise StudioError("no training example keeps a response token within max_seq_len")
+    if write_files:
+        provenance.record_formatted(run_dir, train)
     precision = pick_precision(cfg)
     model = lora_model(load_base_model(cfg, precision), cfg)
     counter = TokenCounter().attach(model)

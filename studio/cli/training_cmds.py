@@ -12,7 +12,7 @@ import time
 import click
 
 from curation.errors import StudioError
-from studio.cli.common import cli, emit, get_store, json_option, table
+from studio.cli.common import cli, emit, get_store, json_option, render, table
 
 # flag -> TrainConfig field (flags override the YAML file)
 _FLAGS = {
@@ -159,11 +159,21 @@ def run_group() -> None:
 @click.pass_context
 def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """State, progress, last metrics and checkpoints of a run."""
+    from training import provenance
     from training.jobs import get_run
 
-    run = get_run(get_store(ctx), run_id)
-    data = {**_summary(run), "last_metrics": run["last_metrics"], "config": run["config"]}
-    emit(data if as_json else {k: v for k, v in data.items() if k != "config"}, as_json)
+    store = get_store(ctx)
+    run = get_run(store, run_id)
+    prov = provenance.get(store, run_id) if run["kind"] == "train" else {}
+    data = {**_summary(run), "last_metrics": run["last_metrics"], "config": run["config"],
+            "provenance": prov or None}
+    if as_json:
+        emit(data, as_json)
+        return
+    click.echo(render({k: v for k, v in data.items() if k not in ("config", "provenance")}))
+    if prov:
+        click.echo("provenance:")
+        click.echo(render({k: v for k, v in prov.items() if k not in ("config", "run_id")}))
 
 
 @run_group.command("logs")
