@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training import jobs, provenance
+from training import jobs, provenance, tracking
 from training.config import TrainConfig
 from training.data import export_split, load_rows, split_rows
 from training.preflight import preflight
@@ -22,6 +22,7 @@ def prepare_training(store, cfg: TrainConfig) -> tuple[TrainConfig, list[dict], 
     rows = load_rows(store, cfg)
     train, evals = split_rows(rows, cfg.eval_fraction, cfg.seed)
     resolved = preflight(cfg, train)
+    tracking.check_available(resolved)  # e.g. report_to wandb without wandb installed
     return resolved, train, evals
 
 

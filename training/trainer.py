@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from curation.errors import StudioError
-from training import provenance
+from training import provenance, tracking
 from training import status as st
 from training.collate import PackedCollator, PaddedCollator, TokenCounter
 from training.config import TrainConfig
@@ -117,7 +117,7 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, n_train: int, has_eval: 
         seed=cfg.seed, data_seed=cfg.seed, bf16=precision == "bf16", fp16=precision == "fp16",
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
+        report_to="none", run_name=run_dir.name, remove_unused_columns=False, dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=True, save_only_model=False,
     )
 
@@ -151,6 +151,8 @@ def build_trainer(cfg: TrainConfig, run_dir: str | Path, train_rows: list[dict],
     collator = PackedCollator() if cfg.packing else PaddedCollator(tokenizer.pad_token_id)
     args = training_arguments(cfg, run_dir, len(train), bool(evals), precision)
     callbacks = [StudioCallback(run_dir, cfg, tokenizer, counter, write_files=write_files)]
+    if write_files:  # TensorBoard / MLflow / W&B as cfg.report_to says (training.tracking)
+        callbacks += tracking.callbacks(cfg, run_dir)
     if cfg.early_stopping_patience and evals:
         from transformers import EarlyStoppingCallback
 
