@@ -245,13 +245,18 @@ def run_resume(ctx: click.Context, run_id: str, wait: bool, as_json: bool) -> No
 @click.argument("run_id")
 @click.option("--checkpoint", default=None, help="step-N (default: the last checkpoint).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@click.option("--push", default=None, metavar="REPO",
+              help="Also upload to this Hugging Face Hub model repo (fails at once when offline).")
+@click.option("--private", is_flag=True, help="With --push: create the repo as private.")
 @json_option
 @click.pass_context
-def run_merge(ctx: click.Context, run_id: str, checkpoint: str | None, out: str, as_json: bool) -> None:
-    """Merge a checkpoint's adapter into its base model and save the full model."""
+def run_merge(ctx: click.Context, run_id: str, checkpoint: str | None, out: str,
+              push: str | None, private: bool, as_json: bool) -> None:
+    """Merge a checkpoint's adapter into its base model and save the full model with a model
+    card (README.md: base model, dataset version, config, eval results)."""
     from training.checkpoints import list_checkpoints
     from training.jobs import refresh
-    from training.merge import merge_checkpoint
+    from training.merge import export_model
 
     store = get_store(ctx)
     refresh(store)
@@ -262,5 +267,8 @@ def run_merge(ctx: click.Context, run_id: str, checkpoint: str | None, out: str,
         checkpoint_id = found[-1]["id"]
     else:
         checkpoint_id = checkpoint if "/" in checkpoint else f"{run_id}/{checkpoint}"
-    path = merge_checkpoint(store, checkpoint_id, out)
-    emit({"checkpoint": checkpoint_id, "path": str(path)}, as_json, human=f"merged into {path}")
+    result = export_model(store, checkpoint_id, out, push=push, private=private)
+    human = f"merged into {result['path']} (model card README.md)"
+    if result.get("pushed"):
+        human += f"; pushed to {result['pushed']}"
+    emit(result, as_json, human=human)
