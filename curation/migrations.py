@@ -252,3 +252,26 @@ def _run_provenance(con: duckdb.DuckDBPyConnection) -> None:
         )""")
     # Eval results keep the identifying part of the checkpoint's provenance.
     con.execute("ALTER TABLE eval_runs ADD COLUMN provenance JSON")
+
+
+@migration("0056_ablations")
+def _ablations(con: duckdb.DuckDBPyConnection) -> None:
+    # evals.ablation: one run per (version on a lineage, seed) with identical settings.
+    con.execute("""
+        CREATE TABLE ablations (
+            id TEXT PRIMARY KEY,
+            ref TEXT NOT NULL,           -- the last version 'NAME@VERSION'
+            suite TEXT NOT NULL,
+            config JSON NOT NULL,        -- the shared TrainConfig (dataset and seed vary)
+            seeds JSON NOT NULL,
+            versions JSON NOT NULL,      -- the version refs compared, oldest first
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    con.execute("""
+        CREATE TABLE ablation_runs (
+            ablation_id TEXT NOT NULL,
+            version_ref TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            run_id TEXT NOT NULL,
+            PRIMARY KEY (ablation_id, version_ref, seed)
+        )""")
