@@ -252,3 +252,58 @@ def _run_groups(con: duckdb.DuckDBPyConnection) -> None:
             seed INTEGER NOT NULL,
             PRIMARY KEY (group_id, run_id)
         )""")
+
+
+# --- training: provenance (issue 13) --------------------------------------------------------
+
+@migration("0055_run_provenance")
+def _run_provenance(con: duckdb.DuckDBPyConnection) -> None:
+    # What each train run trained on (training.provenance); the run folder's provenance.json
+    # is the source, this table makes "runs trained on dataset@version" a query.
+    con.execute("""
+        CREATE TABLE run_provenance (
+            run_id TEXT PRIMARY KEY,
+            dataset TEXT,                -- NULL when trained from a data_file
+            version TEXT,                -- the exact version (a bare name is pinned at launch)
+            dataset_ref TEXT,            -- 'NAME@VERSION'
+            data_file TEXT,
+            n_rows BIGINT,
+            n_train BIGINT,
+            n_eval BIGINT,
+            rows_sha256 TEXT,            -- order-independent hash of the rows' contents
+            train_file_sha256 TEXT,      -- the exported train.jsonl
+            eval_file_sha256 TEXT,
+            base_model TEXT,
+            base_model_sha256 TEXT,      -- hash of the weight files (None: not found locally)
+            config JSON,                 -- the full resolved TrainConfig
+            code_version TEXT,
+            git_commit TEXT,
+            git_dirty BOOLEAN,
+            packages JSON,               -- torch, transformers, peft, ... versions
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    # Eval results keep the identifying part of the checkpoint's provenance.
+    con.execute("ALTER TABLE eval_runs ADD COLUMN provenance JSON")
+
+
+@migration("0056_ablations")
+def _ablations(con: duckdb.DuckDBPyConnection) -> None:
+    # evals.ablation: one run per (version on a lineage, seed) with identical settings.
+    con.execute("""
+        CREATE TABLE ablations (
+            id TEXT PRIMARY KEY,
+            ref TEXT NOT NULL,           -- the last version 'NAME@VERSION'
+            suite TEXT NOT NULL,
+            config JSON NOT NULL,        -- the shared TrainConfig (dataset and seed vary)
+            seeds JSON NOT NULL,
+            versions JSON NOT NULL,      -- the version refs compared, oldest first
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    con.execute("""
+        CREATE TABLE ablation_runs (
+            ablation_id TEXT NOT NULL,
+            version_ref TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            run_id TEXT NOT NULL,
+            PRIMARY KEY (ablation_id, version_ref, seed)
+        )""")

@@ -21,6 +21,7 @@ from evals.prompts import adapter_hash
 from evals.stats import mean_ci
 from evals.suites import Suite, load_suite
 from evals.types import ModelRef
+from training.provenance import summary_for as provenance_summary
 
 
 @dataclass
@@ -49,6 +50,10 @@ def score_outputs(suite: Suite, outputs: dict[str, list[str]]) -> tuple[dict[str
             per_row[spec.spec][i] = float(np.mean(vals))
             records += [(row["id"], s, spec.spec, v) for s, v in enumerate(vals)]
     return per_row, records
+
+
+def _json_or_null(value) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def groups_of(suite: Suite) -> list[str] | None:
@@ -94,11 +99,12 @@ def evaluate(store: Store, suite: str | Suite, checkpoints: list[str | ModelRef]
             n_new = sum(1 for r in gen.records if r["cache_key"] in mine)
             con.execute(
                 "INSERT INTO eval_runs (suite, checkpoint, model, adapter_hash, backend, "
-                "backend_config, n_generated, n_cached, summary, contamination) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "backend_config, n_generated, n_cached, summary, contamination, provenance) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [suite.name, m.name, m.base_model, adapter_hash(m.adapter_path),
                  (gen.identity or {}).get("backend") or gen.backend,
                  identity_text(gen.identity) if gen.identity else None, n_new, n_here - n_new,
                  json.dumps({k: v["mean"] for k, v in result.summary[m.name].items()}),
-                 json.dumps(contamination.get(m.name)) if contamination else None])
+                 json.dumps(contamination.get(m.name)) if contamination else None,
+                 _json_or_null(provenance_summary(m.adapter_path))])
     return result

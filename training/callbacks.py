@@ -13,6 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from training import provenance
 from training import status as st
 from training.status import CHECKPOINTS_DIR, META_FILE
 
@@ -100,6 +101,7 @@ def save_checkpoint(run_dir, step: int, model, tokenizer, cfg, metrics: dict) ->
             "chat_template": tokenizer.chat_template, "eos_token": tokenizer.eos_token,
             "lora_r": cfg.lora_r, "target_modules": list(cfg.target_modules),
             "created_at": time.time()}
+    meta["provenance"] = provenance.read(run_dir) or None  # dataset version, hashes, code
     tmp = out / f".{META_FILE}.tmp"
     tmp.write_text(json.dumps(meta, indent=2))
     tmp.replace(out / META_FILE)

@@ -22,6 +22,7 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ALL_LINEAR = "all-linear"
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # report_to values (training.tracking)
 
 
 def _f(default: Any, help: str, **kw) -> Any:
@@ -64,10 +65,13 @@ class TrainConfig:
     save_steps: int = _f(50, "Save a checkpoint every N steps (and at the end).")
     logging_steps: int = _f(5, "Write a metrics line every N steps.")
     trust_remote_code: bool = _f(False, "Allow model code from the model folder (off unless you trust it).")
+    report_to: list[str] = _f(["tensorboard"], "Trackers besides metrics.jsonl: tensorboard (RUN/tensorboard), mlflow (<workspace>/mlruns or $MLFLOW_TRACKING_URI), wandb (if installed); none = no tracker.")
 
     def __post_init__(self) -> None:
         self.target_modules = _as_list(self.target_modules)
-        problems = [*_lora_problems(self), *_schedule_problems(self), *_eval_problems(self)]
+        self.report_to = [t for t in _as_list(self.report_to) if t != "none"]
+        problems = [*_lora_problems(self), *_schedule_problems(self), *_eval_problems(self),
+                    *_tracking_problems(self)]
         if problems:
             raise StudioError("invalid training config: " + "; ".join(problems))
 
@@ -167,3 +171,9 @@ def _eval_problems(c: TrainConfig):
         yield f"early_stopping_patience must be >= 0, got {c.early_stopping_patience}"
     if c.early_stopping_patience and c.eval_fraction == 0:
         yield "early stopping needs an eval split (eval_fraction > 0)"
+
+
+def _tracking_problems(c: TrainConfig):
+    unknown = [t for t in c.report_to if t not in TRACKERS]
+    if unknown:
+        yield f"report_to {unknown} is not among {list(TRACKERS)} (or 'none')"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from training import jobs
+from training import jobs, provenance, tracking
 from training.config import TrainConfig
 from training.data import export_split, load_rows, split_rows
 from training.preflight import preflight
@@ -19,9 +19,11 @@ from training.trainer import CONFIG_FILE
 
 def prepare_training(store, cfg: TrainConfig) -> tuple[TrainConfig, list[dict], list[dict]]:
     """Resolved config and (train, eval) rows; raises StudioError on any bad input."""
+    cfg = provenance.pin_dataset(store, cfg)  # a bare NAME trains on (and records) NAME@latest
     rows = load_rows(store, cfg)
     train, evals = split_rows(rows, cfg.eval_fraction, cfg.seed)
     resolved = preflight(cfg, train)
+    tracking.check_available(resolved)  # e.g. report_to wandb without wandb installed
     return resolved, train, evals
 
 
@@ -32,9 +34,12 @@ def launch_training(store, cfg: TrainConfig, prepared=None) -> str:
     def write_inputs(run_dir: Path) -> None:
         resolved.to_yaml(run_dir / CONFIG_FILE)
         export_split(run_dir, train, evals)
+        provenance.record(store, resolved, run_dir, train, evals)
 
-    return jobs.launch(store, "train", "training.worker", config=resolved.to_dict(),
-                       prepare=write_inputs, name=cfg.name or None)
+    run_id = jobs.launch(store, "train", "training.worker", config=resolved.to_dict(),
+                         prepare=write_inputs, name=cfg.name or None)
+    provenance.sync(store)
+    return run_id
 
 
 def launch_group(store, cfg: TrainConfig, seeds: list[int]) -> tuple[str, list[str]]:

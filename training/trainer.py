@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from curation.errors import StudioError
+from training import provenance, tracking
 from training import status as st
 from training.collate import PackedCollator, PaddedCollator, TokenCounter
 from training.config import TrainConfig
@@ -116,7 +117,7 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, n_train: int, has_eval: 
         seed=cfg.seed, data_seed=cfg.seed, bf16=precision == "bf16", fp16=precision == "fp16",
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
+        report_to="none", run_name=run_dir.name, remove_unused_columns=False, dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=True, save_only_model=False,
     )
 
@@ -142,12 +143,16 @@ def build_trainer(cfg: TrainConfig, run_dir: str | Path, train_rows: list[dict],
     evals = encode_rows(tokenizer, eval_rows, cfg)
     if not train:
         raise StudioError("no training example keeps a response token within max_seq_len")
+    if write_files:
+        provenance.record_formatted(run_dir, train)
     precision = pick_precision(cfg)
     model = lora_model(load_base_model(cfg, precision), cfg)
     counter = TokenCounter().attach(model)
     collator = PackedCollator() if cfg.packing else PaddedCollator(tokenizer.pad_token_id)
     args = training_arguments(cfg, run_dir, len(train), bool(evals), precision)
     callbacks = [StudioCallback(run_dir, cfg, tokenizer, counter, write_files=write_files)]
+    if write_files:  # TensorBoard / MLflow / W&B as cfg.report_to says (training.tracking)
+        callbacks += tracking.callbacks(cfg, run_dir)
     if cfg.early_stopping_patience and evals:
         from transformers import EarlyStoppingCallback
 

@@ -12,7 +12,7 @@ import time
 import click
 
 from curation.errors import StudioError
-from studio.cli.common import cli, emit, get_store, json_option, table
+from studio.cli.common import cli, emit, get_store, json_option, render, table
 
 # flag -> TrainConfig field (flags override the YAML file)
 _FLAGS = {
@@ -182,11 +182,21 @@ def run_group() -> None:
 @click.pass_context
 def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """State, progress, last metrics and checkpoints of a run."""
+    from training import provenance
     from training.jobs import get_run
 
-    run = get_run(get_store(ctx), run_id)
-    data = {**_summary(run), "last_metrics": run["last_metrics"], "config": run["config"]}
-    emit(data if as_json else {k: v for k, v in data.items() if k != "config"}, as_json)
+    store = get_store(ctx)
+    run = get_run(store, run_id)
+    prov = provenance.get(store, run_id) if run["kind"] == "train" else {}
+    data = {**_summary(run), "last_metrics": run["last_metrics"], "config": run["config"],
+            "provenance": prov or None}
+    if as_json:
+        emit(data, as_json)
+        return
+    click.echo(render({k: v for k, v in data.items() if k not in ("config", "provenance")}))
+    if prov:
+        click.echo("provenance:")
+        click.echo(render({k: v for k, v in prov.items() if k not in ("config", "run_id")}))
 
 
 @run_group.command("logs")
@@ -258,13 +268,18 @@ def run_resume(ctx: click.Context, run_id: str, wait: bool, as_json: bool) -> No
 @click.argument("run_id")
 @click.option("--checkpoint", default=None, help="step-N (default: the last checkpoint).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False))
+@click.option("--push", default=None, metavar="REPO",
+              help="Also upload to this Hugging Face Hub model repo (fails at once when offline).")
+@click.option("--private", is_flag=True, help="With --push: create the repo as private.")
 @json_option
 @click.pass_context
-def run_merge(ctx: click.Context, run_id: str, checkpoint: str | None, out: str, as_json: bool) -> None:
-    """Merge a checkpoint's adapter into its base model and save the full model."""
+def run_merge(ctx: click.Context, run_id: str, checkpoint: str | None, out: str,
+              push: str | None, private: bool, as_json: bool) -> None:
+    """Merge a checkpoint's adapter into its base model and save the full model with a model
+    card (README.md: base model, dataset version, config, eval results)."""
     from training.checkpoints import list_checkpoints
     from training.jobs import refresh
-    from training.merge import merge_checkpoint
+    from training.merge import export_model
 
     store = get_store(ctx)
     refresh(store)
@@ -275,5 +290,8 @@ def run_merge(ctx: click.Context, run_id: str, checkpoint: str | None, out: str,
         checkpoint_id = found[-1]["id"]
     else:
         checkpoint_id = checkpoint if "/" in checkpoint else f"{run_id}/{checkpoint}"
-    path = merge_checkpoint(store, checkpoint_id, out)
-    emit({"checkpoint": checkpoint_id, "path": str(path)}, as_json, human=f"merged into {path}")
+    result = export_model(store, checkpoint_id, out, push=push, private=private)
+    human = f"merged into {result['path']} (model card README.md)"
+    if result.get("pushed"):
+        human += f"; pushed to {result['pushed']}"
+    emit(result, as_json, human=human)

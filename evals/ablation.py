@@ -1,0 +1,187 @@
+"""Which curation step helped? Train one run per version of a lineage, evaluate, attribute.
+
+`start(store, "support@v7", cfg, suite="held", seeds=[0, 1, 2])` walks the lineage from the
+import to v7 (or the versions in `steps`), queues one run per version and seed with identical
+settings (only `dataset` and `seed` change), and records the ablation. `finish` waits for the
+runs, evaluates their final checkpoints on the suite in one backend, and `report` gives, for
+each step k vs step k-1, the paired difference averaged over seeds with a 95% CI from a
+two-way bootstrap (seeds and examples resampled together, so seed noise widens it), a p-value,
+Holm adjustment across steps, a verdict (helped / hurt / no measurable effect) and the
+training rows the step removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+
+import numpy as np
+
+from curation.errors import NotFoundError, StudioError
+from evals.lineage import lineage
+from evals.metrics import get_metric
+
+ALPHA = 0.05
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def seed_example_bootstrap(diffs, n_boot: int = 4000, seed: int = 0,
+                           chunk: int = 250) -> dict:
+    """Mean paired difference over a (seeds x examples) array with a 95% CI and a two-sided
+    p-value from resampling seeds and examples independently (one seed = examples only)."""
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim == 1:
+        d = d[None, :]
+    n_seeds, n = d.shape
+    mean = float(d.mean())
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        s_idx = rng.integers(0, n_seeds, size=(k, n_seeds, 1))
+        r_idx = rng.integers(0, n, size=(k, 1, n))
+        boots[start:start + k] = d[s_idx, r_idx].mean(axis=(1, 2))
+    low, high = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+    if low == high == mean:
+        p = 1.0 if mean == 0 else 1.0 / (n_boot + 1)
+    else:  # shifted-null bootstrap, as in evals.stats.paired_compare
+        p = float((1 + np.sum(np.abs(boots - mean) >= abs(mean) - 1e-12)) / (n_boot + 1))
+    return {"diff": mean, "low": low, "high": high, "p": min(p, 1.0), "n": n,
+            "n_seeds": n_seeds}
+
+
+def verdict(diff: float, p_holm: float, higher_is_better: bool | None) -> str:
+    if p_holm >= ALPHA or diff == 0:
+        return "no measurable effect"
+    better = diff > 0 if higher_is_better is not False else diff < 0
+    return "helped" if better else "hurt"
+
+
+# --- planning and launching -----------------------------------------------------------------
+
+def plan(store, ref: str, steps: list[str] | None = None) -> list[dict]:
+    """The versions to train on, oldest first: the whole chain import -> VERSION, or the
+    chosen `steps` (version names on that chain; at least two)."""
+    chain = lineage(store, ref)["steps"]
+    if steps:
+        names = [s["version"] for s in chain]
+        unknown = [s for s in steps if s not in names]
+        if unknown:
+            raise StudioError(f"--steps {', '.join(unknown)}: not on the lineage of "
+                              f"{ref} ({' -> '.join(names)})")
+        chain = [s for s in chain if s["version"] in steps]
+    if len(chain) < 2:
+        raise StudioError(f"ablation of {ref}: needs at least two versions on its lineage, "
+                          f"got {len(chain)}")
+    return chain
+
+
+def start(store, ref: str, cfg, suite: str, seeds: list[int] | None = None,
+          steps: list[str] | None = None) -> str:
+    """Queue one run per (version, seed) with otherwise identical settings; returns its id."""
+    from evals.suites import load_suite
+    from training.launcher import launch_training, prepare_training
+
+    load_suite(store, suite)  # an unknown suite fails here, before any run is queued
+    versions = plan(store, ref, steps)
+    seeds = list(seeds or [cfg.seed])
+    configs = [(v, s, dataclasses.replace(cfg, dataset=v["ref"], seed=s,
+                                          name=f"ablate {v['ref']} seed {s}"))
+               for v in versions for s in seeds]
+    for v in versions:  # every version validated before any run is queued
+        prepare_training(store, dataclasses.replace(cfg, dataset=v["ref"]))
+    ablation_id = f"ablate-{secrets.token_hex(4)}"
+    with store.transaction() as con:
+        con.execute("INSERT INTO ablations (id, ref, suite, config, seeds, versions) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [ablation_id, versions[-1]["ref"], suite, json.dumps(cfg.to_dict()),
+                     json.dumps(seeds), json.dumps([v["ref"] for v in versions])])
+    for v, s, c in configs:
+        run_id = launch_training(store, c)
+        with store.transaction() as con:
+            con.execute("INSERT INTO ablation_runs (ablation_id, version_ref, seed, run_id) "
+                        "VALUES (?, ?, ?, ?)", [ablation_id, v["ref"], s, run_id])
+    return ablation_id
+
+
+def get(store, ablation_id: str) -> dict:
+    rows = store.query("SELECT * FROM ablations WHERE id = ?", [ablation_id])
+    if not rows:
+        raise NotFoundError(f"ablation {ablation_id!r} not found")
+    ab = rows[0]
+    for key in ("config", "seeds", "versions"):
+        ab[key] = json.loads(ab[key])
+    ab["runs"] = store.query("SELECT version_ref, seed, run_id FROM ablation_runs "
+                             "WHERE ablation_id = ? ORDER BY version_ref, seed", [ablation_id])
+    return ab
+
+
+def finish(store, ablation_id: str, backend: str = "hf", backend_options: dict | None = None,
+           timeout_s: float | None = None, on_run=None) -> dict:
+    """Wait for the ablation's runs, evaluate their final checkpoints together, report."""
+    from evals.evaluate import evaluate
+    from training import jobs
+
+    ab = get(store, ablation_id)
+    checkpoints = {}
+    for run in ab["runs"]:
+        state = jobs.wait(store, run["run_id"], timeout_s=timeout_s)
+        if on_run:
+            on_run(run, state["state"])
+        if state["state"] != "completed" or not state["checkpoints"]:
+            raise StudioError(f"ablation {ablation_id}: run {run['run_id']} "
+                              f"({run['version_ref']}, seed {run['seed']}) ended "
+                              f"{state['state']}: {state.get('error') or 'no checkpoint'}")
+        checkpoints[(run["version_ref"], run["seed"])] = state["checkpoints"][-1]["id"]
+    result = evaluate(store, ab["suite"], list(checkpoints.values()), backend, backend_options)
+    return report(store, ab, result, checkpoints)
+
+
+def report(store, ab: dict, result, checkpoints: dict) -> dict:
+    """Per step vs the previous chosen version: paired difference over seeds and examples."""
+    steps = {s["ref"]: s for s in lineage(store, ab["ref"])["steps"]}
+    versions, seeds = ab["versions"], ab["seeds"]
+    out = {"ablation": ab["id"], "ref": ab["ref"], "suite": ab["suite"], "seeds": seeds,
+           "n_examples": len(result.suite.rows), "versions": [], "steps": []}
+    for v in versions:
+        means = {m: float(np.mean([result.scores[checkpoints[(v, s)]][m].mean() for s in seeds]))
+                 for m in result.suite.metrics}
+        out["versions"].append({"ref": v, "n_train": steps[v]["n_train"], "metrics": means,
+                                "checkpoints": [checkpoints[(v, s)] for s in seeds]})
+    for metric in result.suite.metrics:
+        rows = []
+        for prev, cur in zip(versions, versions[1:], strict=False):
+            d = np.stack([result.scores[checkpoints[(cur, s)]][metric]
+                          - result.scores[checkpoints[(prev, s)]][metric] for s in seeds])
+            stats = seed_example_bootstrap(d)
+            rows.append({"metric": metric, "step": cur, "vs": prev,
+                         "operation": steps[cur]["operation"], "params": steps[cur]["params"],
+                         "train_rows_removed": steps[prev]["n_train"] - steps[cur]["n_train"],
+                         **stats})
+        for row, p_adj in zip(rows, holm([r["p"] for r in rows]), strict=True):
+            row["p_holm"] = p_adj
+            row["verdict"] = verdict(row["diff"], p_adj, get_metric(metric).higher_is_better)
+        out["steps"] += rows
+    return out
+
+
+def report_table(rep: dict) -> list[dict]:
+    """Flat rows for the CLI and the UI: one per (metric, step)."""
+    return [{"metric": r["metric"], "step": f"{r['vs'].split('@')[1]} -> {r['step'].split('@')[1]}",
+             "operation": r["operation"], "rows removed": r["train_rows_removed"],
+             "diff": f"{r['diff']:+.3f}", "95% CI": f"[{r['low']:+.3f}, {r['high']:+.3f}]",
+             "p (Holm)": f"{r['p_holm']:.3g}", "verdict": r["verdict"]} for r in rep["steps"]]
