@@ -28,6 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_DRIVEN = {
     "demo": "runs the whole loop for minutes; tests/test_demo.py runs `studio demo --json` in a "
             "real subprocess and parses its stdout whole",
+    "ablate": "trains one run per version and seed and evaluates them all (minutes); "
+              "tests/test_ablation.py runs `studio ablate --json` and parses its stdout whole",
+    "ablation": "reports an ablation made by `studio ablate`; tests/test_ablation.py runs it",
 }
 
 Args = Callable[[dict], list[str]]
@@ -54,6 +57,7 @@ CURATION: list[tuple[str, Args]] = [
     ("filter", lambda c: ["d", "--where", "resp_chars>=1", "--out", "f"]),
     ("dedup", lambda c: ["d", "--method", "exact", "--out", "dd"]),
     ("clusters", lambda c: ["d@dd"]),
+    ("lineage", lambda c: ["d@dd"]),
     ("keep", lambda c: ["d@dd", _dup_choice(c), "--out", "kept"]),
     ("exclude", lambda c: ["d", _row_id(c), "--out", "ex"]),
     ("split", lambda c: ["d", "--held-out", "0.25", "--seed", "0", "--out", "sp"]),
@@ -80,6 +84,7 @@ MODEL: list[tuple[str, Args]] = [
     ("run show", lambda c: [c["train"]["run_id"]]),
     ("run logs", lambda c: [c["train"]["run_id"]]),
     ("run merge", lambda c: [c["train"]["run_id"], "--out", c["tmp"] + "/merged"]),
+    ("lineage", lambda c: ["--checkpoint", c["ckpt"]]),
     ("eval", lambda c: ["--suite", "s", "--checkpoint", c["base"], "--checkpoint", c["ckpt"]]),
     ("eval", lambda c: ["--suite", "s", "--checkpoint", c["ckpt"], "--detach", "--dtype",
                         "bfloat16"]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from curation.errors import StudioError
+from evals.backends import BACKENDS
 from studio.cli.common import cli, emit, get_store, json_option, table
 
 
@@ -46,7 +47,8 @@ def _finish(store, ablation_id: str, backend: str, as_json: bool) -> None:
 @click.option("--seeds", default=None, help="Comma-separated seeds (default: the config's seed).")
 @click.option("--steps", default=None, help="Comma-separated versions of the lineage to compare "
               "(default: every version from the import to REF).")
-@click.option("--backend", default="hf", show_default=True, help="Generation backend (hf, vllm).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True,
+              help="Generation backend.")
 @click.option("--detach", is_flag=True, help="Queue the runs and return; `studio ablation ID` "
               "waits, evaluates and reports later.")
 @json_option
@@ -73,7 +75,7 @@ def ablate(ctx: click.Context, ref: str, config_path: str, suite: str, seeds: st
 
 @cli.command("ablation")
 @click.argument("ablation_id")
-@click.option("--backend", default="hf", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True)
 @json_option
 @click.pass_context
 def ablation_report(ctx: click.Context, ablation_id: str, backend: str, as_json: bool) -> None:
