@@ -197,8 +197,9 @@ def _set_threads(n: int) -> None:
 
 def _unique_name(store: Store, base: str) -> str:
     """`base`, or `base-2`, `base-3`... when an earlier demo in this workspace took it."""
-    taken = {r["name"] for r in store.query("SELECT name FROM datasets WHERE name LIKE ?",
-                                            [base + "%"])}
+    from curation.datasets import list_datasets
+
+    taken = {d["name"] for d in list_datasets(store)}
     if base not in taken:
         return base
     k = 2

@@ -229,7 +229,7 @@ def score_cmd(ctx, ref, scorer, model, batch_size, max_length, out, as_json):
 @click.pass_context
 def hist_cmd(ctx, ref, score_name, bins, as_json):
     """Histogram of one score of NAME[@VERSION]."""
-    from curation.scoring import histogram
+    from curation.overview import histogram
 
     got = histogram(get_store(ctx), ref, score_name, bins)
     if as_json or got["labels"]:

@@ -9,28 +9,18 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from evals.compare import compare
+from evals.results import evaluated_checkpoints, generation_count
+from evals.suites import list_suites
 from studio.ui import charts, compare_data
-from studio.ui.context import call, not_available, store, workspace_path
-from studio.ui.data import run_names
 from studio.ui.diff import side_by_side
-from studio.ui.evals_api import (
-    COMPARE,
-    SUITES,
-    cache_version,
-    evaluated_checkpoints,
-    get,
-    page_backend,
-)
+from studio.ui.evals_api import page_backend
+from studio.ui.session import call, store, workspace_path
 from studio.ui.widgets import header
+from training.listing import run_names
 
 header("Compare", "Which checkpoint is best, what got better, what got worse and what the "
        "model forgot — paired statistics on the same prompts, from cached outputs.")
-
-compare = get(COMPARE)
-list_suites = get(SUITES)
-if compare is None or list_suites is None:
-    not_available("Checkpoint comparison (evals.compare)")
-    st.stop()
 
 
 @st.cache_data(show_spinner="Comparing…", max_entries=64)
@@ -40,7 +30,7 @@ def comparison(ws: str, suite: str, baseline: str, candidate: str, cache_key: in
 
 
 def compare_all(suite: str, baseline: str, candidates: list[str]) -> list[dict]:
-    key = cache_version(store())
+    key = generation_count(store())
     return [comparison(str(workspace_path()), suite, baseline, c, key) for c in candidates]
 
 

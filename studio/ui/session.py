@@ -1,14 +1,12 @@
-"""Where the UI finds its workspace and libraries, and how it shows their errors.
+"""This browser session's workspace, and how pages show a library's errors.
 
 The DuckDB file is never held across reruns: every action makes a `Store` (cheap, holds no
-connection) and takes a short-lived connection through it. Library functions that do not
-exist yet (the libraries grow concurrently) are looked up by name so a page can say
-"not available yet" instead of crashing.
+connection) and takes a short-lived connection through it. Pages import the libraries
+directly; this module only knows which workspace the session looks at.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,20 +39,6 @@ def store() -> Store:
     return Store(workspace_path())
 
 
-def lib(module: str, attr: str) -> Callable[..., Any] | None:
-    """`module.attr` if that library function exists yet, else None."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    return getattr(mod, attr, None)
-
-
-def not_available(what: str) -> None:
-    """A calm placeholder for a feature whose library function has not landed yet."""
-    st.info(f"{what} is not available yet in this build of the studio.", icon=":material/construction:")
-
-
 def call(action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[bool, Any]:
     """Run a library call; on StudioError show the message and return (False, None)."""
     try:
@@ -62,19 +46,3 @@ def call(action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tupl
     except StudioError as exc:
         st.error(f"{action} failed: {exc}", icon=":material/error:")
         return False, None
-
-
-def lib_first(*candidates: tuple[str, str]) -> Callable[..., Any] | None:
-    """The first of several (module, attr) names that exists: for APIs whose home may move."""
-    for module, attr in candidates:
-        fn = lib(module, attr)
-        if fn is not None:
-            return fn
-    return None
-
-
-def field(obj: Any, name: str, default: Any = None) -> Any:
-    """Read `name` from a dict or a dataclass-like result alike."""
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
