@@ -51,8 +51,8 @@ def main() -> None:
 
     from evals.backend_hf import HFBackend
     from evals.fixtures import make_lora_adapter
-    from evals.models import resolve_model
     from evals.types import ModelRef, SamplingConfig
+    from training.checkpoints import resolve as resolve_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=64)

@@ -268,7 +268,7 @@ def _evaluate_all(store: Store, suites: dict[str, str], checkpoints: dict[str, s
     """Every checkpoint on both suites through ONE backend instance (one vLLM engine)."""
     from evals.backends import open_backend
     from evals.evaluate import evaluate
-    from evals.models import resolve_model
+    from training.checkpoints import resolve as resolve_model
 
     refs = [resolve_model(store, c) for c in checkpoints.values()]
     options = {"max_model_len": 128} if backend_name == "vllm" else {}

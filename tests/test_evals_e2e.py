@@ -14,10 +14,10 @@ from curation.workspace import Workspace
 from evals.compare import across_checkpoints, compare, forgetting
 from evals.consistency import agreement
 from evals.evaluate import evaluate
-from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.suites import Suite, save_suite
 from evals.types import SamplingConfig
+from training.checkpoints import resolve as resolve_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 

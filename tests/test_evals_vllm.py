@@ -17,10 +17,10 @@ from evals.compare import compare_results
 from evals.consistency import agreement
 from evals.evaluate import evaluate
 from evals.fixtures import make_lora_adapter
-from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.suites import Suite, save_suite
 from evals.types import ModelRef, SamplingConfig
+from training.checkpoints import resolve as resolve_model
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

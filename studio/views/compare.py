@@ -17,10 +17,16 @@ from studio.ui.diff import side_by_side
 from studio.ui.evals_api import page_backend
 from studio.ui.session import call, store, workspace_path
 from studio.ui.widgets import header
+from training.checkpoints import parse_checkpoint_id
 from training.listing import run_names
 
 header("Compare", "Which checkpoint is best, what got better, what got worse and what the "
        "model forgot — paired statistics on the same prompts, from cached outputs.")
+
+
+def is_base(checkpoint: str) -> bool:
+    parsed = parse_checkpoint_id(checkpoint)
+    return parsed is not None and parsed.base_model is not None
 
 
 @st.cache_data(show_spinner="Comparing…", max_entries=64)
@@ -124,7 +130,7 @@ with t3:
     rows = []
     for g in general:
         have = evaluated_checkpoints(store(), g)
-        base = next((c for c in have if c.startswith("base:")), None)
+        base = next((c for c in have if is_base(c)), None)
         todo = [c for c in candidates if c in have and c != base]
         if base is None or not todo:
             st.caption(f"`{g}`: evaluate the base model and the candidates on it to see "
