@@ -1,6 +1,7 @@
 """One typed config for a LoRA SFT run: documented defaults, validation, YAML in and out.
 
-Why one dataclass: the CLI flags, the YAML file, the UI form (it renders these fields and their
+Why one dataclass: the CLI flags (generated from the fields, `--lr`-style short names in
+`metadata["cli_aliases"]`), the YAML file, the UI form (it renders these fields and their
 `help`) and the run folder (`config.yaml`) all describe the same object. Checks that need no
 model live in `__post_init__`; checks that need the model and tokenizer are in
 `training.preflight` and run before any job is launched.
@@ -42,12 +43,14 @@ class TrainConfig:
     lora_alpha: int = _f(32, "LoRA scaling alpha (effective scale alpha / r).")
     lora_dropout: float = _f(0.05, "Dropout on the LoRA input, 0 to <1.")
     target_modules: list[str] = _f([ALL_LINEAR], "Module names to adapt; 'all-linear' = every linear layer of attention and MLP (not lm_head).")
-    learning_rate: float = _f(1e-3, "Peak learning rate (1e-3 suits the tiny model; ~2e-4 for 0.5B+ models).")
+    learning_rate: float = _f(1e-3, "Peak learning rate (1e-3 suits the tiny model; ~2e-4 for 0.5B+ models).",
+                              cli_aliases=("lr",))
     lr_scheduler: str = _f("cosine", "Schedule: linear, cosine, constant, constant_with_warmup, cosine_with_min_lr.")
     warmup_ratio: float = _f(0.05, "Fraction of steps spent warming up the learning rate.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
-    num_epochs: float = _f(1.0, "Epochs over the training split (ignored when max_steps > 0).")
+    num_epochs: float = _f(1.0, "Epochs over the training split (ignored when max_steps > 0).",
+                           cli_aliases=("epochs",))
     max_steps: int = _f(-1, "Optimizer steps; > 0 overrides num_epochs.")
     batch_size: int = _f(16, "Examples per device per step (per pack when packing).")
     grad_accum: int = _f(1, "Gradient accumulation steps.")
