@@ -257,7 +257,7 @@ def test_curate_dedup_runs_in_background_and_keeper_override_saves_version(ui_en
     save = next(b for b in at.button if b.label.startswith("Save new version with 1"))
     save.click().run()
     assert not at.exception
-    assert any("Saved `dups@v3`" in s for s in texts(at, "success"))
+    assert any("Saved ` dups@v3 `" in s for s in texts(at, "success"))  # as a literal
     assert [v["operation"] for v in list_versions(ui_env, "dups")] == ["import", "dedup", "edit"]
 
 
@@ -281,7 +281,7 @@ def test_train_page_launches_a_tiny_run_and_charts_it(ui_env, tmp_path, tiny_mod
     for key, value in (("max_steps", 3), ("batch_size", 8), ("logging_steps", 1),
                        ("eval_steps", 3), ("save_steps", 3)):
         at.number_input(key=f"train.{key}").set_value(value)
-    next(b for b in at.button if b.label == "Launch run").click().run()
+    next(b for b in at.button if b.label == "Launch run").click().run(timeout=120)
     assert not at.exception, at.exception
     assert not texts(at, "error"), texts(at, "error")
     run_id = at.session_state["train_focus"]

@@ -17,6 +17,7 @@ import streamlit as st
 from curation.errors import StudioError
 from curation.store import Store
 from curation.workspace import resolve_workspace_path
+from studio.ui.text import literal
 
 WORKSPACE_KEY = "studio_workspace"
 
@@ -44,5 +45,5 @@ def call(action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tupl
     try:
         return True, fn(*args, **kwargs)
     except StudioError as exc:
-        st.error(f"{action} failed: {exc}", icon=":material/error:")
+        st.error(f"{action} failed: {literal(exc)}", icon=":material/error:")
         return False, None

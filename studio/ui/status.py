@@ -8,6 +8,7 @@ from curation.errors import StudioError
 from evals.jobs import ingest_finished
 from studio.ui.runs import ACTIVE
 from studio.ui.session import set_workspace, store, workspace_path
+from studio.ui.text import literal
 from training import jobs
 
 
@@ -49,12 +50,12 @@ def sidebar() -> None:
                 try:
                     set_workspace(path)  # the status and the page below use it already
                 except StudioError as exc:
-                    st.error(str(exc))
+                    st.error(literal(exc))
         try:
             running = running_count()
         except StudioError as exc:
             running = None
-            st.warning(str(exc))
+            st.warning(literal(exc))
         gpu = gpu_name()
         left, right = st.columns(2)
         left.metric("Running jobs", "?" if running is None else running,

@@ -16,6 +16,7 @@ from studio.ui import charts, compare_data
 from studio.ui.diff import side_by_side
 from studio.ui.evals_api import page_backend
 from studio.ui.session import call, store, workspace_path
+from studio.ui.text import literal
 from studio.ui.widgets import header
 from training.checkpoints import parse_checkpoint_id
 from training.listing import run_names
@@ -68,7 +69,7 @@ if not ok:
 long = compare_data.checkpoint_metric_table(comps, label=label)
 paired = compare_data.paired_table(comps, label=label)
 for warning in compare_data.warnings(comps):
-    st.warning(warning, icon=":material/warning:")
+    st.warning(literal(warning), icon=":material/warning:")
 
 t1, t2, t3, t4 = st.tabs([":material/leaderboard: Summary", ":material/difference: Examples",
                           ":material/trending_down: Forgetting",
@@ -88,7 +89,7 @@ with t1:
         x=alt.X("checkpoint:O", sort=None), y=alt.Y("low:Q", title=metric), y2="high:Q")
     right.altair_chart(band + charts.line_over(sub.assign(metric=metric), "checkpoint", "mean",
                                                "metric"), width="stretch", height=300)
-    st.subheader(f"Paired difference vs {label(baseline)}",
+    st.subheader(f"Paired difference vs {literal(label(baseline))}",
                  help="Per-example differences on the same prompts; bootstrap CI, exact McNemar "
                       "for pass/fail metrics. `worse`/`better` count examples that flipped.")
     st.dataframe(paired, hide_index=True, width="stretch", column_config={
@@ -106,14 +107,14 @@ with t2:
     kind = st.radio("Show", ["regressions", "improvements"], horizontal=True, key="cmp_kind",
                     help="Examples whose primary metric got worse / better, largest change first.")
     st.caption(f"{len(comp['regressions'])} regressions · {len(comp['improvements'])} "
-               f"improvements vs `{label(baseline)}` (showing up to 25)")
+               f"improvements vs {literal(label(baseline))} (showing up to 25)")
     if not comp[kind]:
         st.caption(f"No {kind} on this suite.")
     for ex in comp[kind][:25]:
         with st.container(border=True):
-            st.markdown(f"`{ex['row_id']}` · **{ex['metric']}** {ex['baseline_score']:.2f} → "
-                        f"{ex['candidate_score']:.2f}"
-                        + (f" · {ex['category']}" if ex.get("category") else ""))
+            st.markdown(f"{literal(ex['row_id'])} · **{literal(ex['metric'])}** "
+                        f"{ex['baseline_score']:.2f} → {ex['candidate_score']:.2f}"
+                        + (f" · {literal(ex['category'])}" if ex.get("category") else ""))
             a, b = st.columns(2)
             a.caption("Prompt")
             a.text(ex["prompt"])
@@ -133,7 +134,7 @@ with t3:
         base = next((c for c in have if is_base(c)), None)
         todo = [c for c in candidates if c in have and c != base]
         if base is None or not todo:
-            st.caption(f"`{g}`: evaluate the base model and the candidates on it to see "
+            st.caption(f"{literal(g)}: evaluate the base model and the candidates on it to see "
                        "forgetting.")
             continue
         ok, got = call("Forgetting", compare_all, g, base, todo)

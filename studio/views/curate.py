@@ -17,6 +17,7 @@ from curation.scoring import SCORERS, score
 from studio.ui import background
 from studio.ui.data import dataset_overview, versions_of
 from studio.ui.session import call, store, workspace_path
+from studio.ui.text import literal
 from studio.ui.widgets import header, version_picker
 from training.listing import model_folders
 
@@ -57,14 +58,15 @@ def task_panel(prefix: str) -> None:
             with st.container(border=True):
                 if task.state == "running":
                     frac = task.fraction
-                    st.progress(frac or 0.0, text=f"{task.label}: {task.done:,} / {task.total:,}"
-                                if frac is not None else f"{task.label}: working…")
+                    st.progress(frac or 0.0, text=f"{literal(task.label)}: {task.done:,} / {task.total:,}"
+                                if frac is not None else f"{literal(task.label)}: working…")
                 elif task.state == "failed":
-                    st.error(f"{task.label} failed: {task.error}")
+                    st.error(f"{literal(task.label)} failed: {literal(task.error)}")
                 else:
                     made = task.result.get("ref") if isinstance(task.result, dict) else None
-                    st.success(f"{task.label} finished in {task.finished - task.started:.1f}s"
-                               + (f" → saved `{made}`" if made else ""),
+                    st.success(f"{literal(task.label)} finished in "
+                               f"{task.finished - task.started:.1f}s"
+                               + (f" → saved {literal(made)}" if made else ""),
                                icon=":material/check_circle:")
                     if task.result is not None:
                         summary(task.result)
@@ -127,16 +129,16 @@ def clusters_review() -> None:
     for cluster in found:
         cid, members = cluster["cluster"], cluster["members"] or []
         keeper = overrides.get(cid, cluster["keeper"])
-        with st.expander(f"Cluster `{cid}` · {len(members)} rows", expanded=cluster is found[0]):
+        with st.expander(f"Cluster {literal(cid)} · {len(members)} rows", expanded=cluster is found[0]):
             cols = st.columns(min(len(members), 3))
             for i, m in enumerate(members[:3]):
                 uid = m["uid"]
                 with cols[i].container(border=True):
-                    st.markdown((":orange[:material/star:] **keeper**" if uid == keeper
-                                 else ":gray[duplicate]")
-                                + f" · `{m['id']}` · line {m['source_line']}")
+                    st.markdown(":orange[:material/star:] **keeper**" if uid == keeper
+                                else ":gray[duplicate]")
+                    st.text(f"{m['id']} · line {m['source_line']}")
                     st.text(m["instruction"] or "")
-                    st.caption(m["response"] or "")
+                    st.text(m["response"] or "")
                     if uid != keeper and st.button("Keep this one", key=f"keep-{cid}-{uid}"):
                         overrides[cid] = uid
                         st.rerun()
@@ -148,7 +150,7 @@ def clusters_review() -> None:
         ok, res = call("Saving keepers", save_keepers, store(), ref, dict(overrides))
         if ok:
             overrides.clear()
-            st.success(f"Saved `{res['ref']}`.", icon=":material/check_circle:")
+            st.success(f"Saved {literal(res['ref'])}.", icon=":material/check_circle:")
 
 
 def scores_tab() -> None:
@@ -184,7 +186,7 @@ def threshold_filter() -> None:
     cols = st.columns(3)
     for i, r in enumerate(ranges):
         lo, hi = float(r["lo"]), float(r["hi"])
-        sel = cols[i % 3].slider(r["name"], lo, hi, (lo, hi), key=f"thr-{r['name']}",
+        sel = cols[i % 3].slider(literal(r["name"]), lo, hi, (lo, hi), key=f"thr-{r['name']}",
                                  help="Rows whose score falls outside the range are dropped.")
         if sel[0] > lo:
             conds.append(Condition(r["name"], ">=", sel[0]))
@@ -201,7 +203,7 @@ def threshold_filter() -> None:
                                       disabled=not conds or (ok and ok_all and kept == total)):
         ok, out = call("Saving", filter_version, store(), ref, conds)
         if ok:
-            st.success(f"Saved `{out['ref']}` with {out['n_rows']:,} rows "
+            st.success(f"Saved {literal(out['ref'])} with {out['n_rows']:,} rows "
                        f"({out['n_removed']:,} removed).", icon=":material/check_circle:")
 
 
@@ -232,7 +234,7 @@ def versions_tab() -> None:
                 col.metric(kind, f"{int(out[kind]):,}")
                 ids = out[f"{kind}_ids"]
                 if ids:
-                    col.caption("e.g. " + ", ".join(f"`{i}`" for i in ids))
+                    col.text("e.g. " + ", ".join(map(str, ids)))
 
 
 def decontam_tab() -> None:
@@ -250,11 +252,11 @@ def decontam_tab() -> None:
     if c.button("Decontaminate", icon=":material/policy:", type="primary"):
         ok, out = call("Decontamination", decontaminate, store(), ref, against, ngram=int(ngram))
         if ok:
-            st.success(f"Saved `{out['ref']}`: {out['n_flagged']:,} of {out['n_checked']:,} "
+            st.success(f"Saved {literal(out['ref'])}: {out['n_flagged']:,} of {out['n_checked']:,} "
                        f"training rows overlapped {out['n_eval']:,} held-out rows of "
-                       f"`{against}`.", icon=":material/check_circle:")
+                       f"{literal(against)}.", icon=":material/check_circle:")
             if out.get("flagged_ids"):
-                st.caption("Removed (first 20): " + ", ".join(f"`{i}`" for i in out["flagged_ids"]))
+                st.text("Removed (first 20): " + ", ".join(map(str, out["flagged_ids"])))
 
 
 t1, t2, t3, t4 = st.tabs([":material/content_copy: Dedup", ":material/tune: Scores & filters",

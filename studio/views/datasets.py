@@ -14,6 +14,7 @@ from curation.overview import LENGTHS, histogram, score_names
 from studio.ui import browse as browse_ui
 from studio.ui.data import dataset_overview, default_dataset_name, save_upload
 from studio.ui.session import call, store, workspace_path
+from studio.ui.text import literal
 from studio.ui.widgets import chat_bubbles, header, version_picker
 
 FORMAT_CHOICES = ["auto", *FORMATS]
@@ -54,7 +55,7 @@ def import_tab() -> None:
     try:
         mapping = json.loads(mapping_text) if mapping_text.strip() else None
     except json.JSONDecodeError as exc:
-        st.error(f"column mapping is not valid JSON: {exc}")
+        st.error(f"column mapping is not valid JSON: {literal(exc)}")
         return
     fmt_arg = None if fmt == "auto" else fmt
     ok, pv = call("Preview", preview, path, format=fmt_arg, mapping=mapping, n=5)
@@ -83,7 +84,7 @@ def import_tab() -> None:
             if ok:
                 st.session_state["import_done"] = (
                     f"Imported {result['n_rows']:,} rows into "
-                    f"`{name}@{result['version']}` (format {result['format']}).")
+                    f"{literal(name + '@' + result['version'])} (format {result['format']}).")
                 st.rerun()
     if "import_done" in st.session_state:
         st.success(st.session_state.pop("import_done"), icon=":material/check_circle:")
@@ -111,7 +112,7 @@ def stats_tab() -> None:
                                                                               strict=False)],
                          "n": h["counts"]}) if edges else pd.DataFrame()
     if h.get("labels"):
-        st.caption("Labels: " + ", ".join(f"{k} {v:,}" for k, v in h["labels"].items()))
+        st.text("Labels: " + ", ".join(f"{k} {v:,}" for k, v in h["labels"].items()))
     if data.empty:
         st.caption("Nothing to plot for this version.")
         return

@@ -13,6 +13,7 @@ from studio.ui import runs
 from studio.ui.compare_data import short
 from studio.ui.session import call, store
 from studio.ui.status import list_runs
+from studio.ui.text import literal
 from studio.ui.widgets import header
 from training.listing import checkpoint_ids
 
@@ -71,12 +72,13 @@ with tab_jobs:
             st.caption("No evaluation jobs yet.")
         for r in current[:10]:
             with st.container(border=True):
-                st.markdown(f"**{r.get('name') or r['id']}** — {r['state']}  \n`{r['id']}`")
+                st.markdown(f"**{literal(r.get('name') or r['id'])}** — {r['state']}")
+                st.text(r["id"])
                 frac = runs.progress(r)
                 if frac is not None:
                     st.progress(frac, text=f"{frac:.0%}")
                 if r.get("error"):
-                    st.error(r["error"].splitlines()[0])
+                    st.error(literal(r["error"].splitlines()[0]))
         if active and not any(r["state"] in runs.ACTIVE for r in current):
             st.rerun(scope="app")  # a job ended: ingest its results and stop polling
 

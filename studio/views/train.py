@@ -10,6 +10,7 @@ from studio.ui.data import dataset_overview, versions_of
 from studio.ui.forms import build_config, dataclass_form
 from studio.ui.session import call, store, workspace_path
 from studio.ui.status import list_runs
+from studio.ui.text import literal
 from studio.ui.train_form import ESSENTIALS, field_choices
 from studio.ui.widgets import header
 from training.config import TrainConfig
@@ -97,7 +98,8 @@ def live_view(all_runs: list[dict]) -> None:
 
 def run_controls(run: dict) -> None:
     frac = runs.progress(run)
-    label = f"{STATE_ICONS.get(run['state'], '')} **{run.get('name') or run['id']}** — {run['state']}"
+    label = (f"{STATE_ICONS.get(run['state'], '')} **{literal(run.get('name') or run['id'])}** "
+             f"— {run['state']}")
     with st.container(border=True):
         top, b1, b2 = st.columns([6, 1, 1])
         top.markdown(label)
@@ -110,7 +112,7 @@ def run_controls(run: dict) -> None:
                 "Resume", key=f"resume-{run['id']}", icon=":material/play_circle:"):
             act("Resume", resume, run["id"])
         if run.get("error"):
-            st.error(run["error"])
+            st.error(literal(run["error"]))
         tail = runs.log_tail(run)
         with st.expander("Log tail", expanded=run["state"] in runs.ACTIVE):
             st.code(tail or "(no log yet)", language=None)
