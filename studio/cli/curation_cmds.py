@@ -10,9 +10,10 @@ from contextlib import contextmanager
 import click
 
 from curation.errors import StudioError
+from curation.formats import FORMATS
 from studio.cli.common import cli, emit, get_store, json_option, table
 
-FORMAT_CHOICES = ["alpaca", "prompt_completion", "qa", "chat", "sharegpt"]
+FORMAT_CHOICES = list(FORMATS)
 
 
 @contextmanager
