@@ -9,12 +9,12 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from evals.backends import CacheOnly
 from evals.compare import compare
 from evals.results import evaluated_checkpoints, generation_count
 from evals.suites import list_suites
 from studio.ui import charts, compare_data
 from studio.ui.diff import side_by_side
-from studio.ui.evals_api import page_backend
 from studio.ui.session import call, store, workspace_path
 from studio.ui.text import literal
 from studio.ui.widgets import header
@@ -32,8 +32,11 @@ def is_base(checkpoint: str) -> bool:
 
 @st.cache_data(show_spinner="Comparing…", max_entries=64)
 def comparison(ws: str, suite: str, baseline: str, candidate: str, cache_key: int) -> dict:
-    """Memoized per cache state: the comparison only changes when new outputs land."""
-    return compare(store(), suite, baseline, candidate, backend=page_backend()).to_dict()
+    """Memoized per cache state: the comparison only changes when new outputs land. The page
+    reads cached outputs only (a backend that refuses to generate): a view never loads a model;
+    evaluations run as jobs from the Evaluate page."""
+    backend = CacheOnly("evaluate it on the Evaluate page first")
+    return compare(store(), suite, baseline, candidate, backend=backend).to_dict()
 
 
 def compare_all(suite: str, baseline: str, candidates: list[str]) -> list[dict]:
