@@ -52,9 +52,9 @@ def main() -> None:
     import torch
 
     from evals.backends.hf import HFBackend
-    from evals.models import resolve_model
     from evals.types import ModelRef, SamplingConfig
     from tests.helpers.fixtures import make_lora_adapter
+    from training.checkpoints import resolve as resolve_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=64)

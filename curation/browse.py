@@ -13,7 +13,7 @@ import re
 import duckdb
 
 from curation import versions as V
-from curation.datasets import _resolve
+from curation.datasets import resolve_ref as _resolve
 from curation.errors import StudioError
 from curation.filters import FIELDS, VERSION_FIELDS, Condition, compile_conditions, parse_where
 from curation.store import Store

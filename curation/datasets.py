@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import duckdb
+
 from curation import versions as V
 from curation.errors import NotFoundError
 from curation.store import Store
@@ -22,7 +24,7 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     return name, (version or None)
 
 
-def _resolve(con, ref: str) -> tuple[str, str]:
+def _resolve(con: duckdb.DuckDBPyConnection, ref: str) -> tuple[str, str]:
     name, version = parse_ref(ref)
     if version is None:
         row = con.execute("SELECT version FROM versions WHERE dataset = ? "
@@ -38,10 +40,16 @@ def _resolve(con, ref: str) -> tuple[str, str]:
     return name, version
 
 
-def resolve_ref(store: Store, ref: str) -> tuple[str, str]:
-    """(dataset, version) for `NAME` or `NAME@VERSION`; NotFoundError when either is missing."""
-    with store.connect() as con:
-        return _resolve(con, ref)
+def resolve_ref(source: Store | duckdb.DuckDBPyConnection, ref: str) -> tuple[str, str]:
+    """(dataset, version) for `NAME` or `NAME@VERSION`; NotFoundError when either is missing.
+
+    `source` is a Store (a short connection is opened) or a connection already open inside
+    the caller's `store.connect()` block, so every module resolves references the same way.
+    """
+    if isinstance(source, Store):
+        with source.connect() as con:
+            return _resolve(con, ref)
+    return _resolve(source, ref)
 
 
 def load_rows(store: Store, ref: str, split: str | None = None,
@@ -79,8 +87,18 @@ def list_datasets(store: Store) -> list[dict]:
 
 
 def list_versions(store: Store, name: str) -> list[dict]:
-    with store.connect() as con:
-        return V.list_versions(con, parse_ref(name)[0])
+    """Versions of a dataset, oldest first, with parent, operation, params and dup counts."""
+    dataset = parse_ref(name)[0]
+    rows = store.query(
+        "SELECT v.version, v.parent, v.operation, v.params, v.n_rows, v.created_at, "
+        "(SELECT count(*) FROM version_rows vr WHERE vr.dataset = v.dataset "
+        " AND vr.version = v.version AND vr.is_dup) AS n_dups "
+        "FROM versions v WHERE dataset = ? ORDER BY created_at, version", [dataset])
+    if not rows:
+        raise NotFoundError(f"dataset {dataset!r} does not exist")
+    for r in rows:
+        r["params"] = json.loads(r["params"]) if r["params"] else {}
+    return rows
 
 
 def show(store: Store, ref: str, n_sample: int = 3) -> dict:
@@ -98,24 +116,47 @@ def show(store: Store, ref: str, n_sample: int = 3) -> dict:
         score_names = sorted(V.known_scores(con, dataset, chain))
         src = con.execute("SELECT source, format, mapping FROM datasets WHERE name = ?",
                           [dataset]).fetchone()
-    from curation.browse import browse  # browse imports this module
-
-    sample, _ = browse(store, f"{dataset}@{version}", "is_dup=false", page_size=n_sample)
+        sample = con.execute(
+            "SELECT r.id, r.instruction, r.response FROM version_rows vr JOIN rows r "
+            "ON r.rid = vr.rid WHERE vr.dataset = ? AND vr.version = ? AND NOT vr.is_dup "
+            "ORDER BY vr.rowid LIMIT ?", [dataset, version, n_sample]).fetchall()
     return {
         "dataset": dataset, "version": version, "parent": info[0], "operation": info[1],
         "params": json.loads(info[2]) if info[2] else {}, "n_rows": info[3],
         "created_at": info[4], "n_train": counts[0], "n_heldout": counts[1], "n_dups": counts[2],
         "n_dup_clusters": counts[3], "lineage": chain, "scores": score_names,
         "source": src[0], "format": src[1], "mapping": json.loads(src[2]) if src[2] else {},
-        "sample": [{k: r[k] for k in ("id", "instruction", "response")} for r in sample],
+        "sample": [dict(zip(("id", "instruction", "response"), r, strict=True)) for r in sample],
     }
 
 
 def diff(store: Store, ref_a: str, ref_b: str, sample: int = 5) -> dict:
-    """What changed from version A to version B (usually a parent and its child)."""
+    """What changed from version A to version B (usually a parent and its child): rows removed
+    (id only in A), added (only in B), changed (same id, other content) and reflagged (same
+    row, other split/dup flags), with a few example ids of each."""
     with store.connect() as con:
         a, b = _resolve(con, ref_a), _resolve(con, ref_b)
-        return V.diff_versions(con, a, b, sample)
+        for table, (dataset, version) in (("_da", a), ("_db", b)):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT r.id, r.uid, vr.split, "
+                        "vr.is_dup FROM version_rows vr JOIN rows r USING (uid) "
+                        "WHERE vr.dataset = ? AND vr.version = ?", [dataset, version])
+        out: dict = {"a": "@".join(a), "b": "@".join(b)}
+        for key, sql in _DIFF_QUERIES.items():
+            out[key] = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+            out[f"{key}_ids"] = [r[0] for r in con.execute(
+                f"{sql} ORDER BY 1 LIMIT ?", [int(sample)]).fetchall()]
+        con.execute("DROP TABLE _da")
+        con.execute("DROP TABLE _db")
+    return out
+
+
+_DIFF_QUERIES = {
+    "removed": "SELECT id FROM _da WHERE id NOT IN (SELECT id FROM _db)",
+    "added": "SELECT id FROM _db WHERE id NOT IN (SELECT id FROM _da)",
+    "changed": "SELECT _db.id FROM _da JOIN _db ON _da.id = _db.id AND _da.uid <> _db.uid",
+    "reflagged": "SELECT _db.id FROM _da JOIN _db ON _da.uid = _db.uid "
+                 "AND (_da.split IS DISTINCT FROM _db.split OR _da.is_dup IS DISTINCT FROM _db.is_dup)",
+}
 
 
 def parent_ref(store: Store, ref: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from curation import versions as V
-from curation.datasets import _resolve, load_rows
+from curation.datasets import load_rows, resolve_ref
 from curation.errors import StudioError
 from curation.near_dedup import row_text, shingles
 from curation.store import Store
@@ -41,7 +41,7 @@ def decontaminate(store: Store, ref: str, against: str, ngram: int = 8, field: s
     held-out split when it has one, else all its rows)."""
     evals = load_rows(store, against, split="heldout") or load_rows(store, against)
     with store.connect() as con:
-        dataset, version = _resolve(con, ref)
+        dataset, version = resolve_ref(con, ref)
         got = con.execute(
             "SELECT vr.uid, r.id, r.messages, r.instruction, r.response, r.system "
             "FROM version_rows vr JOIN rows r ON r.uid = vr.uid WHERE vr.dataset = ? "

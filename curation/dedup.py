@@ -16,13 +16,14 @@ from collections.abc import Callable
 import numpy as np
 
 from curation import versions as V
-from curation.datasets import _resolve
+from curation.datasets import resolve_ref as _resolve
 from curation.errors import StudioError
 from curation.near_dedup import MinHashConfig, clusters_from_pairs, near_duplicate_pairs
 from curation.store import Store
 
 Progress = Callable[[int, int], None]
 METHODS = ("exact", "near", "semantic")
+DEDUP_METHODS = METHODS  # the public vocabulary front ends import
 DEFAULT_THRESHOLD = {"near": 0.8, "semantic": 0.9}
 _TEXT_SQL = "concat_ws(chr(10), r.system, r.instruction, r.response)"
 _NORM_SQL = (f"trim(regexp_replace(lower({_TEXT_SQL}), '[^\\p{{L}}\\p{{N}}]+', ' ', 'g'))")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from curation import versions as V
-from curation.datasets import _resolve
+from curation.datasets import resolve_ref
 from curation.errors import StudioError
 from curation.store import Store
 
@@ -21,7 +21,7 @@ def exclude(store: Store, ref: str, ids: list[str], out: str | None = None,
     if not ids:
         raise StudioError("exclude: no ids given")
     with store.transaction() as con:
-        dataset, version = _resolve(con, ref)
+        dataset, version = resolve_ref(con, ref)
         found = {r[0] for r in con.execute(
             "SELECT r.id FROM version_rows vr JOIN rows r ON r.uid = vr.uid WHERE vr.dataset = ? "
             "AND vr.version = ? AND list_contains(?, r.id)", [dataset, version, ids]).fetchall()}
@@ -42,7 +42,7 @@ def edit(store: Store, ref: str, row_id: str, instruction: str | None = None,
     if instruction is None and response is None:
         raise StudioError("edit: give a new instruction and/or response")
     with store.transaction() as con:
-        dataset, version = _resolve(con, ref)
+        dataset, version = resolve_ref(con, ref)
         got = con.execute(
             "SELECT r.uid, r.messages, r.source_file, r.source_line, r.tags, r.category "
             "FROM version_rows vr JOIN rows r ON r.uid = vr.uid WHERE vr.dataset = ? "

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from curation.datasets import _resolve
+from curation.datasets import resolve_ref as _resolve
 from curation.errors import StudioError
 from curation.store import Store
 

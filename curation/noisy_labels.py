@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from curation import versions as V
-from curation.datasets import _resolve
+from curation.datasets import resolve_ref
 from curation.edits import exclude
 from curation.errors import StudioError
 from curation.store import Store
@@ -69,7 +69,7 @@ def row_losses(store: Store, ref: str, score: str = "resp_loss",
         raise StudioError(f"denoise: --group-by must be one of {sorted(_GROUPS)}, not {group_by!r}")
     group_sql = "NULL" if group_by == "none" else f"r.{group_by}"  # from the fixed set above
     with store.connect() as con:
-        dataset, version = _resolve(con, ref)
+        dataset, version = resolve_ref(con, ref)
         scored_in = V.known_scores(con, dataset, V.lineage(con, dataset, version)).get(score)
         if scored_in is None:
             raise StudioError(f"denoise: {dataset}@{version} has no score {score!r}; run "
@@ -94,11 +94,6 @@ def drop_high_loss(store: Store, ref: str, score: str = "resp_loss", group_by: s
                          params={"score": score, "group_by": group_by, "seed": seed,
                                  "min_group": min_group, "cuts": cuts})
     else:
-        dataset, version = _resolve_ref(store, ref)
+        dataset, version = resolve_ref(store, ref)
         result = {"ref": f"{dataset}@{version}", "parent": f"{dataset}@{version}", "n_excluded": 0}
     return {**result, "n_scored": len(rows), "cuts": cuts, "score": score, "group_by": group_by}
-
-
-def _resolve_ref(store: Store, ref: str) -> tuple[str, str]:
-    with store.connect() as con:
-        return _resolve(con, ref)

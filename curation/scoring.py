@@ -15,7 +15,7 @@ import numpy as np
 
 from curation import heuristics
 from curation import versions as V
-from curation.datasets import _resolve
+from curation.datasets import resolve_ref
 from curation.errors import StudioError
 from curation.store import Store
 
@@ -38,7 +38,7 @@ def score(store: Store, ref: str, scorer: str = "heuristic", model: str | None =
 
     cfg = ModelScoreConfig(model=model or "", batch_size=batch_size, max_length=max_length)
     with store.connect() as con:
-        dataset, version = _resolve(con, ref)
+        dataset, version = resolve_ref(con, ref)
         got = con.execute("SELECT vr.uid, r.messages FROM version_rows vr JOIN rows r "
                           "ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "
                           "AND NOT vr.is_dup ORDER BY vr.rowid", [dataset, version]).fetchall()
@@ -74,7 +74,7 @@ def score(store: Store, ref: str, scorer: str = "heuristic", model: str | None =
 def _heuristic(store: Store, ref: str, out: str | None, progress: Progress | None) -> dict:
     sql, params = heuristics.signals_sql()
     with store.transaction() as con:
-        dataset, version = _resolve(con, ref)
+        dataset, version = resolve_ref(con, ref)
         con.execute("CREATE TEMP TABLE _base AS SELECT vr.uid, vr.rid, "
                     "coalesce(r.instruction, '') AS i, "
                     "coalesce(r.response, '') AS o FROM version_rows vr JOIN rows r "
@@ -100,34 +100,3 @@ def _heuristic(store: Store, ref: str, out: str | None, progress: Progress | Non
         progress(2, 2)
     return {"ref": f"{dataset}@{name}", "parent": f"{dataset}@{version}",
             "scores": [*heuristics.NUMERIC, "lang"], "n_rows": n}
-
-
-def histogram(store: Store, ref: str, name: str, bins: int = 20) -> dict:
-    """Equal-width histogram of a numeric score (or counts per label for categorical ones)."""
-    with store.connect() as con:
-        dataset, version = _resolve(con, ref)
-        chain = V.lineage(con, dataset, version)
-        known = V.known_scores(con, dataset, chain)
-        if name not in known:
-            raise StudioError(f"no score {name!r} on {dataset}@{version}")
-        base = ("SELECT s.value, s.label FROM version_rows vr JOIN scores s ON s.rid = vr.rid "
-                "WHERE vr.dataset = ? AND vr.version = ? AND NOT vr.is_dup AND s.dataset = ? "
-                "AND s.version = ? AND s.name = ?")
-        p = [dataset, version, dataset, known[name], name]
-        labels = con.execute(f"SELECT label, count(*) FROM ({base}) WHERE label IS NOT NULL "
-                             "GROUP BY 1 ORDER BY 2 DESC", p).fetchall()
-        lo, hi, n, mean, nulls = con.execute(
-            f"SELECT min(value), max(value), count(value), avg(value), "
-            f"count(*) FILTER (WHERE value IS NULL) FROM ({base})", p).fetchone()
-        counts = [0] * bins
-        if n:
-            width = (hi - lo) / bins or 1.0
-            for b, c in con.execute(
-                    f"SELECT least(CAST(floor((value - ?) / ?) AS INTEGER), ?), count(*) "
-                    f"FROM ({base}) WHERE value IS NOT NULL GROUP BY 1",
-                    [lo, width, bins - 1, *p]).fetchall():
-                counts[b] += c
-        edges = [lo + k * ((hi - lo) / bins) for k in range(bins + 1)] if n else []
-    return {"name": name, "ref": f"{dataset}@{version}", "n": n, "n_missing": nulls,
-            "min": lo, "max": hi, "mean": mean, "edges": edges, "counts": counts,
-            "labels": dict(labels)}

@@ -9,7 +9,7 @@ skipped anyway) so held-out rows are unique; evals read `load_rows(ref, split="h
 from __future__ import annotations
 
 from curation import versions as V
-from curation.datasets import _resolve
+from curation.datasets import resolve_ref
 from curation.errors import StudioError
 from curation.store import Store
 
@@ -26,7 +26,7 @@ def split(store: Store, ref: str, held_out: float, seed: int = 0, stratify: str 
                           f"{', '.join(sorted(STRATIFY_FIELDS))}")
     group = STRATIFY_FIELDS[stratify] if stratify else "NULL"
     with store.transaction() as con:
-        dataset, version = _resolve(con, ref)
+        dataset, version = resolve_ref(con, ref)
         sql = f"""
             SELECT uid, CASE WHEN NOT is_dup AND rk <= round(n * ?) THEN 'heldout' ELSE 'train'
                         END AS split, dup_cluster, is_dup

@@ -12,7 +12,7 @@ import re
 
 import duckdb
 
-from curation.errors import NotFoundError, StudioError
+from curation.errors import StudioError
 
 VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -88,44 +88,3 @@ def parent_rows_sql() -> str:
     """SELECT of a version's rows with their flags: params (dataset, version)."""
     return ("SELECT uid, split, dup_cluster, is_dup FROM version_rows "
             "WHERE dataset = ? AND version = ?")
-
-
-def list_versions(con: duckdb.DuckDBPyConnection, dataset: str) -> list[dict]:
-    cur = con.execute(
-        "SELECT v.version, v.parent, v.operation, v.params, v.n_rows, v.created_at, "
-        "(SELECT count(*) FROM version_rows vr WHERE vr.dataset = v.dataset "
-        " AND vr.version = v.version AND vr.is_dup) AS n_dups "
-        "FROM versions v WHERE dataset = ? ORDER BY created_at, version", [dataset])
-    cols = [d[0] for d in cur.description]
-    out = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    if not out:
-        raise NotFoundError(f"dataset {dataset!r} does not exist")
-    for r in out:
-        r["params"] = json.loads(r["params"]) if r["params"] else {}
-    return out
-
-
-def diff_versions(con: duckdb.DuckDBPyConnection, a: tuple[str, str], b: tuple[str, str],
-                  sample: int = 5) -> dict:
-    """Rows removed (id only in A), added (only in B), changed (same id, other content) and
-    reflagged (same row, other split/dup flags), with a few example ids of each."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _da AS SELECT r.id, r.uid, vr.split, vr.is_dup "
-                "FROM version_rows vr JOIN rows r USING (uid) WHERE vr.dataset = ? AND vr.version = ?",
-                list(a))
-    con.execute("CREATE OR REPLACE TEMP TABLE _db AS SELECT r.id, r.uid, vr.split, vr.is_dup "
-                "FROM version_rows vr JOIN rows r USING (uid) WHERE vr.dataset = ? AND vr.version = ?",
-                list(b))
-    queries = {
-        "removed": "SELECT id FROM _da WHERE id NOT IN (SELECT id FROM _db)",
-        "added": "SELECT id FROM _db WHERE id NOT IN (SELECT id FROM _da)",
-        "changed": "SELECT _db.id FROM _da JOIN _db ON _da.id = _db.id AND _da.uid <> _db.uid",
-        "reflagged": "SELECT _db.id FROM _da JOIN _db ON _da.uid = _db.uid "
-                     "AND (_da.split IS DISTINCT FROM _db.split OR _da.is_dup IS DISTINCT FROM _db.is_dup)",
-    }
-    out: dict = {"a": "@".join(a), "b": "@".join(b)}
-    for key, sql in queries.items():
-        out[key] = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
-        out[f"{key}_ids"] = [r[0] for r in con.execute(f"{sql} ORDER BY 1 LIMIT {int(sample)}").fetchall()]
-    con.execute("DROP TABLE _da")
-    con.execute("DROP TABLE _db")
-    return out

@@ -185,7 +185,7 @@ def compare(store: Store, suite: str, baseline: str, candidate: str, margin: flo
 def forgetting(store: Store, suite: str, checkpoint: str, base: str | None = None,
                backend: str = "hf", backend_options: dict | None = None, **kwargs) -> Comparison:
     """Drop of a checkpoint vs its base model on a general suite; flagged when significant."""
-    from evals.models import resolve_model
+    from training.checkpoints import resolve as resolve_model
 
     ref = resolve_model(store, checkpoint)
     base = base or f"base:{ref.base_model}"

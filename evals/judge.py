@@ -143,7 +143,7 @@ def judge_suite(store, suite: str, baseline: str, candidate: str, judge: str,
 
     from evals.backends import get_backend
     from evals.evaluate import evaluate
-    from evals.models import resolve_model
+    from training.checkpoints import resolve as resolve_model
 
     res = evaluate(store, suite, [baseline, candidate], gen_backend)
     a, b = (m.name for m in res.models)

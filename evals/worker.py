@@ -41,8 +41,8 @@ def _write_json(path: Path, data: dict) -> None:
 def prepare(store: Store, run_dir: str | Path, suite: str, checkpoints: list[str],
             backend: str = "hf", backend_options: dict | None = None) -> dict:
     """Write the request for the worker: only cache misses are listed. Returns the request."""
-    from evals.models import resolve_model
     from evals.suites import load_suite
+    from training.checkpoints import resolve as resolve_model
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

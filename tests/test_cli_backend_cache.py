@@ -12,10 +12,10 @@ from curation.errors import StudioError
 from curation.store import Store
 from evals.backends import BACKENDS, CacheOnly, backend_identity, get_backend
 from evals.generate import generate_cached
-from evals.models import resolve_model
 from evals.suites import load_suite, suite_from_file
 from evals.types import SamplingConfig
 from studio.cli import main
+from training.checkpoints import resolve as resolve_model
 
 WORDS = ["apple", "river", "stone", "cloud", "tiger"]
 

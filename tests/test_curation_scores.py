@@ -10,7 +10,8 @@ import pytest
 from curation.browse import browse, count
 from curation.errors import StudioError
 from curation.importer import import_file
-from curation.scoring import histogram, score
+from curation.overview import histogram
+from curation.scoring import score
 
 ROWS = [
     {"id": "good", "instruction": "What is the capital of France?",
@@ -91,3 +92,14 @@ def test_perplexity_and_ifd_with_tiny_model(ds, tiny_model):
     one = score(ds, "h@v1", "perplexity", model=str(tiny_model), batch_size=1, out="b1")
     s1 = _scores(ds, one["ref"])
     assert all(math.isclose(s1[k]["resp_loss"], s[k]["resp_loss"], rel_tol=1e-4) for k in s)
+
+
+def test_one_histogram_for_lengths_and_scores(ds):
+    """Lengths need no scoring first; both kinds share the score histogram's shape."""
+    from curation.datasets import load_rows
+
+    h = histogram(ds, "h", "response chars", bins=4)
+    lengths = [len(r["response"]) for r in load_rows(ds, "h")]
+    assert h["n"] == len(lengths) and sum(h["counts"]) == len(lengths)
+    assert (h["min"], h["max"]) == (min(lengths), max(lengths))
+    assert len(h["edges"]) == 5 and h["labels"] == {}

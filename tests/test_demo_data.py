@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from curation.errors import StudioError
-from studio.demo_data import DEMO_FAMILIES, DemoDataConfig, build_demo_data, normalize
+from studio.demo.data import DEMO_FAMILIES, DemoDataConfig, build_demo_data, normalize
 from training.synthetic import WORDS
 
 CFG = DemoDataConfig.preset(quick=True)

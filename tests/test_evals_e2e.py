@@ -13,11 +13,11 @@ from curation.store import Store
 from curation.workspace import Workspace
 from evals.compare import across_checkpoints, compare, forgetting
 from evals.evaluate import evaluate
-from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.suites import Suite, save_suite
 from evals.types import SamplingConfig
 from tests.helpers.consistency import agreement
+from training.checkpoints import resolve as resolve_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 

@@ -21,12 +21,12 @@ from evals.backends import CacheOnly
 from evals.backends.hf import HFBackend
 from evals.compare import compare, forgetting
 from evals.evaluate import evaluate
-from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.suites import Suite, load_suite, save_suite, suite_from_file
 from evals.types import ModelRef, SamplingConfig
 from studio.cli import main
 from tests.helpers.fixtures import make_lora_adapter
+from training.checkpoints import resolve as resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "rocket", "violet",

@@ -13,11 +13,11 @@ from evals.backends.hf import HFBackend
 from evals.backends.openai import OpenAIBackend
 from evals.generate import generate_cached
 from evals.judge import combine, grade, length_controlled_win_rate, pairwise
-from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.types import ModelRef, SamplingConfig
 from tests.helpers.fixtures import make_lora_adapter
 from tests.helpers.hf_server import serve
+from training.checkpoints import resolve as resolve_model
 
 ROWS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"reverse {w}"}],
          "response": w[::-1]} for i, w in enumerate(["apple", "river", "stone", "cloud"])]

@@ -10,10 +10,10 @@ from curation.errors import NotFoundError, StudioError
 from curation.importer import import_file
 from evals.compare import across_checkpoints
 from evals.evaluate import evaluate
-from evals.models import resolve_model
 from evals.suites import list_suites, load_suite, suite_from_dataset
 from evals.types import ModelRef, SamplingConfig
 from tests.helpers.fixtures import make_lora_adapter
+from training.checkpoints import resolve as resolve_model
 
 SENTENCE = "please write the word {} three times separated by commas and then stop"
 WORDS = ["apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "rocket"]

@@ -15,12 +15,12 @@ from curation.workspace import Workspace
 from evals.backends.hf import HFBackend
 from evals.compare import compare_results
 from evals.evaluate import evaluate
-from evals.models import resolve_model
 from evals.prompts import render_prompts
 from evals.suites import Suite, save_suite
 from evals.types import ModelRef, SamplingConfig
 from tests.helpers.consistency import agreement
 from tests.helpers.fixtures import make_lora_adapter
+from training.checkpoints import resolve as resolve_model
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

@@ -180,6 +180,26 @@ def test_import_by_path_shows_preview_then_commits(ui_env, tmp_path):
     assert {m.label: m.value for m in at.metric}["Datasets"] == "1"
 
 
+def test_import_tab_offers_every_format_and_imports_with_the_chosen_one(ui_env, tmp_path):
+    from curation.datasets import list_datasets
+    from curation.formats import FORMATS
+
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"question": f"q{i}", "answer": f"a{i}",
+                                              "instruction": "ignored", "output": "ignored"}
+                                             for i in range(5)])
+    at = import_via_page(qa, "qa")
+    box = at.selectbox(key="import_format")
+    assert box.options == ["auto", *FORMATS]
+    assert {"alpaca", "prompt_completion", "qa", "chat", "sharegpt"} <= set(box.options)
+    assert {m.label: m.value for m in at.metric}["Detected format"] == "alpaca"
+    box.set_value("qa").run()  # the box's choice reaches the importer
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Detected format"] == "qa"
+    next(b for b in at.button if b.label == "Import").click().run()
+    assert any("format qa" in s for s in texts(at, "success"))
+    assert [d["format"] for d in list_datasets(ui_env)] == ["qa"]
+
+
 def test_bad_file_shows_error_and_leaves_store_unchanged(ui_env, tmp_path):
     from curation.datasets import list_datasets
 
@@ -237,7 +257,7 @@ def test_curate_dedup_runs_in_background_and_keeper_override_saves_version(ui_en
     save = next(b for b in at.button if b.label.startswith("Save new version with 1"))
     save.click().run()
     assert not at.exception
-    assert any("Saved `dups@v3`" in s for s in texts(at, "success"))
+    assert any("Saved ` dups@v3 `" in s for s in texts(at, "success"))  # as a literal
     assert [v["operation"] for v in list_versions(ui_env, "dups")] == ["import", "dedup", "edit"]
 
 
@@ -261,7 +281,7 @@ def test_train_page_launches_a_tiny_run_and_charts_it(ui_env, tmp_path, tiny_mod
     for key, value in (("max_steps", 3), ("batch_size", 8), ("logging_steps", 1),
                        ("eval_steps", 3), ("save_steps", 3)):
         at.number_input(key=f"train.{key}").set_value(value)
-    next(b for b in at.button if b.label == "Launch run").click().run()
+    next(b for b in at.button if b.label == "Launch run").click().run(timeout=120)
     assert not at.exception, at.exception
     assert not texts(at, "error"), texts(at, "error")
     run_id = at.session_state["train_focus"]

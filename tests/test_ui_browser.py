@@ -7,6 +7,7 @@ saves a full-page screenshot of each page in test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -223,3 +225,143 @@ def test_user_journey_in_browser(studio_server, chromium_path, tmp_path):
             shot(page, "failure")  # what the page showed when the journey broke
             raise
         browser.close()
+
+
+class _Counter(http.server.BaseHTTPRequestHandler):
+    """Counts every request; a hostile row's image URLs point here."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        _Counter.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def bait_server():
+    """A tiny HTTP server on loopback that records what the browser fetches from it."""
+    _Counter.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def hostile_workspace(ws: Path, bait: str) -> dict[str, str]:
+    """A dataset whose text, ids and categories are Markdown that fetches `bait` URLs if
+    rendered, deduplicated (so clusters and a version diff show it), and two runs whose
+    names and errors are the same kind of Markdown."""
+    from curation.dedup import dedup
+    from curation.importer import import_file
+    from curation.store import Store
+
+    texts = {"id": f"r1` ![id]({bait}/id.png) `x",
+             "instruction": f"Describe ![inst]({bait}/inst.png) please",
+             "response": f"![x]({bait}/p.png) <img src='{bait}/img.png'> **not bold**",
+             "category": f"[cat]({bait}/cat.png)",
+             "run": f"![run]({bait}/run.png) `tick",
+             "error": f"boom ![err]({bait}/err.png)"}
+    rows = [{"id": texts["id"], "instruction": texts["instruction"], "output": texts["response"],
+             "category": texts["category"]},
+            {"id": "r2", "instruction": texts["instruction"], "output": texts["response"],
+             "category": texts["category"]}]
+    rows += [{"id": f"ok{i}", "instruction": f"say {i}", "output": f"{i}"} for i in range(5)]
+    path = ws / "hostile.jsonl"
+    ws.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = Store(ws)
+    import_file(store, path, "hostile")
+    dedup(store, "hostile", method="exact")
+    for kind in ("train", "eval"):
+        run_id = f"{kind}-hostile"
+        folder = store.workspace.run_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "status.json").write_text(json.dumps({"state": "failed"}))
+        with store.transaction() as con:
+            con.execute("INSERT INTO runs (id, kind, name, state, run_dir, config, error) "
+                        "VALUES (?,?,?,?,?,?,?)",
+                        [run_id, kind, texts["run"], "failed", str(folder), "{}", texts["error"]])
+    return texts
+
+
+@pytest.fixture
+def hostile_studio(tmp_path, bait_server):
+    ws = tmp_path / "ws"
+    texts = hostile_workspace(ws, bait_server)
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "studio"), "--workspace", str(ws), "ui",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_healthy(url, proc)
+        yield url, texts
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_hostile_rows_and_run_names_fetch_nothing_and_show_literally(hostile_studio,
+                                                                     chromium_path):
+    """Issue 14 item 7: user data is shown as text, never rendered as Markdown."""
+    from playwright.sync_api import sync_playwright
+
+    url, texts = hostile_studio
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+
+        def shown(text: str) -> None:
+            """`text` is on the page as typed, in a text or Markdown element (not a table)."""
+            page.locator("[data-testid=stText], [data-testid=stMarkdownContainer]").filter(
+                has_text=text).first.wait_for()
+
+        try:
+            page.goto(url + "curate")  # the dedup version: its clusters show the rows' text
+            settle(page)
+            page.get_by_role("heading", name="Duplicate clusters").wait_for()
+            page.wait_for_timeout(1000)  # an image in the rows would have been requested by now
+            assert _Counter.hits == [], f"the page fetched {_Counter.hits}"
+            shown(texts["response"])
+            shown(texts["instruction"])
+            shown(texts["id"] + " · line")
+            shot(page, "12-hostile-curate")
+            page.get_by_role("tab", name="Versions").click()
+            settle(page)
+            page.get_by_role("tab", name="Decontamination").click()
+            no_tracebacks(page)
+
+            page.goto(url + "train")
+            settle(page)
+            shown(texts["run"] + " — failed")
+            shown(texts["error"])
+            shot(page, "13-hostile-train")
+            page.goto(url + "evaluate")
+            settle(page)
+            page.get_by_role("tab", name="Jobs").click()
+            shown(texts["run"] + " — failed")
+            page.goto(url + "datasets")
+            settle(page)
+            no_tracebacks(page)
+            page.wait_for_timeout(1000)
+        except Exception:
+            shot(page, "failure-hostile")
+            raise
+        browser.close()
+    assert _Counter.hits == []

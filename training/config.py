@@ -1,6 +1,7 @@
 """One typed config for a LoRA SFT run: documented defaults, validation, YAML in and out.
 
-Why one dataclass: the CLI flags, the YAML file, the UI form (it renders these fields and their
+Why one dataclass: the CLI flags (generated from the fields, `--lr`-style short names in
+`metadata["cli_aliases"]`; `metadata["choices"]` become the form's select boxes), the YAML file, the UI form (it renders these fields and their
 `help`) and the run folder (`config.yaml`) all describe the same object. Checks that need no
 model live in `__post_init__`; checks that need the model and tokenizer are in
 `training.preflight` and run before any job is launched.
@@ -39,23 +40,28 @@ class TrainConfig:
     dataset: str = _f("", "Dataset reference NAME or NAME@VERSION in the workspace store.")
     data_file: str = _f("", "JSONL file of rows (messages, or instruction/response); used when no dataset is set.")
     name: str = _f("", "Optional human name for the run.")
-    lora_r: int = _f(16, "LoRA rank; one of vLLM's ranks 1, 8, 16, 32, 64, 128, 256, 320, 512.")
+    lora_r: int = _f(16, "LoRA rank; one of vLLM's ranks 1, 8, 16, 32, 64, 128, 256, 320, 512.",
+                     choices=VLLM_LORA_RANKS)
     lora_alpha: int = _f(32, "LoRA scaling alpha (effective scale alpha / r).")
     lora_dropout: float = _f(0.05, "Dropout on the LoRA input, 0 to <1.")
     target_modules: list[str] = _f([ALL_LINEAR], "Module names to adapt; 'all-linear' = every linear layer of attention and MLP (not lm_head).")
-    learning_rate: float = _f(1e-3, "Peak learning rate (1e-3 suits the tiny model; ~2e-4 for 0.5B+ models).")
-    lr_scheduler: str = _f("cosine", "Schedule: linear, cosine, constant, constant_with_warmup, cosine_with_min_lr.")
+    learning_rate: float = _f(1e-3, "Peak learning rate (1e-3 suits the tiny model; ~2e-4 for 0.5B+ models).",
+                              cli_aliases=("lr",))
+    lr_scheduler: str = _f("cosine", "Schedule: linear, cosine, constant, constant_with_warmup, cosine_with_min_lr.",
+                           choices=SCHEDULES)
     warmup_ratio: float = _f(0.05, "Fraction of steps spent warming up the learning rate.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
-    num_epochs: float = _f(1.0, "Epochs over the training split (ignored when max_steps > 0).")
+    num_epochs: float = _f(1.0, "Epochs over the training split (ignored when max_steps > 0).",
+                           cli_aliases=("epochs",))
     max_steps: int = _f(-1, "Optimizer steps; > 0 overrides num_epochs.")
     batch_size: int = _f(16, "Examples per device per step (per pack when packing).")
     grad_accum: int = _f(1, "Gradient accumulation steps.")
     max_seq_len: int = _f(0, "Longest sequence in tokens; 0 = the model's maximum, capped at 2048.")
     seed: int = _f(42, "Seed for the split, LoRA init and data order.")
     gradient_checkpointing: bool = _f(False, "Recompute activations to save memory (slower).")
-    precision: str = _f("auto", "auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32.")
+    precision: str = _f("auto", "auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32.",
+                        choices=PRECISIONS)
     qlora_4bit: bool = _f(False, "Load the base model in 4-bit (needs bitsandbytes and a CUDA GPU).")
     packing: bool = _f(True, "Pack short examples into max_seq_len rows, no attention across examples.")
     completion_only: bool = _f(True, "Loss on assistant tokens only (prompt tokens masked).")

@@ -21,6 +21,7 @@ CHECKPOINTS_DIR = "checkpoints"   # checkpoints/step-<N>/: adapter + tokenizer +
 META_FILE = "meta.json"
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 TERMINAL = ("completed", "failed", "cancelled")
+JOB_STATES = STATES  # the public name of the vocabulary (front ends import it)
 
 
 def read_status(run_dir: str | Path) -> dict:

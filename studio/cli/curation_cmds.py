@@ -10,9 +10,10 @@ from contextlib import contextmanager
 import click
 
 from curation.errors import StudioError
+from curation.formats import FORMATS
 from studio.cli.common import cli, emit, get_store, json_option, table
 
-FORMAT_CHOICES = ["alpaca", "prompt_completion", "qa", "chat", "sharegpt"]
+FORMAT_CHOICES = list(FORMATS)
 
 
 @contextmanager
@@ -229,7 +230,7 @@ def score_cmd(ctx, ref, scorer, model, batch_size, max_length, out, as_json):
 @click.pass_context
 def hist_cmd(ctx, ref, score_name, bins, as_json):
     """Histogram of one score of NAME[@VERSION]."""
-    from curation.scoring import histogram
+    from curation.overview import histogram
 
     got = histogram(get_store(ctx), ref, score_name, bins)
     if as_json or got["labels"]:

@@ -103,14 +103,9 @@ def eval_cmd(ctx, suite, checkpoints, backend, base_url, batch_size, dtype, cont
     store = get_store(ctx)
     opts = _backend_options(backend, base_url, batch_size, dtype)
     if detach:
-        from evals.worker import prepare
-        from training.jobs import launch
+        from evals.jobs import launch_eval
 
-        run_id = launch(store, "eval", "evals.worker", name=f"eval {suite}",
-                        config={"suite": suite, "checkpoints": list(checkpoints),
-                                "backend": backend},
-                        prepare=lambda run_dir: prepare(store, run_dir, suite, list(checkpoints),
-                                                        backend, opts))
+        run_id = launch_eval(store, suite, checkpoints, backend, opts, name=f"eval {suite}")
         emit({"run_id": run_id}, as_json, f"started eval job {run_id}; when it completes: "
              f"studio eval-ingest {run_id}")
         return

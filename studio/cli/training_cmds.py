@@ -13,17 +13,8 @@ import click
 
 from curation.errors import StudioError
 from studio.cli.common import cli, emit, get_store, json_option, render, table
-
-# flag -> TrainConfig field (flags override the YAML file)
-_FLAGS = {
-    "base_model": "base_model", "dataset": "dataset", "data_file": "data_file", "name": "name",
-    "max_steps": "max_steps", "epochs": "num_epochs", "lr": "learning_rate",
-    "batch_size": "batch_size", "grad_accum": "grad_accum", "lora_r": "lora_r",
-    "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
-    "target_modules": "target_modules", "max_seq_len": "max_seq_len", "seed": "seed",
-    "eval_fraction": "eval_fraction", "eval_steps": "eval_steps", "save_steps": "save_steps",
-    "packing": "packing", "precision": "precision",
-}
+from studio.cli.config_options import dataclass_options, field_values
+from training.config import TrainConfig
 
 
 @cli.group("model")
@@ -54,55 +45,24 @@ def build_tiny(path: str, steps: int | None, seed: int, as_json: bool) -> None:
 @cli.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="YAML file of TrainConfig fields; the flags below override it.")
-@click.option("--base-model", default=None, help="HF model name or local folder.")
-@click.option("--dataset", default=None, help="Dataset NAME or NAME@VERSION.")
-@click.option("--data-file", default=None, help="JSONL rows instead of a dataset.")
-@click.option("--name", default=None)
-@click.option("--max-steps", type=int, default=None)
-@click.option("--epochs", type=float, default=None)
-@click.option("--lr", type=float, default=None, help="Learning rate.")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--grad-accum", type=int, default=None)
-@click.option("--lora-r", type=int, default=None)
-@click.option("--lora-alpha", type=int, default=None)
-@click.option("--lora-dropout", type=float, default=None)
-@click.option("--target-modules", default=None, help="Comma-separated module names or all-linear.")
-@click.option("--max-seq-len", type=int, default=None)
-@click.option("--seed", type=int, default=None)
-@click.option("--eval-fraction", type=float, default=None)
-@click.option("--eval-steps", type=int, default=None)
-@click.option("--save-steps", type=int, default=None)
-@click.option("--packing/--no-packing", default=None)
-@click.option("--precision", default=None, help="auto, bf16, fp16 or fp32.")
+@dataclass_options(TrainConfig)
 @click.option("--set", "extra", multiple=True, metavar="FIELD=VALUE",
-              help="Any other TrainConfig field (repeatable).")
+              help="Any TrainConfig field by name, value in YAML syntax (repeatable).")
 @click.option("--seeds", default=None, metavar="S1,S2,...",
               help="One queued run per seed (e.g. 0,1,2), recorded as a group for `studio compare`.")
 @click.option("--wait", is_flag=True, help="Follow the run in the foreground until it ends.")
 @json_option
 @click.pass_context
 def train(ctx: click.Context, config_path: str | None, extra: tuple[str, ...], wait: bool,
-          as_json: bool, seeds: str | None, **flags) -> None:
+          as_json: bool, seeds: str | None, **fields) -> None:
     """Launch a LoRA SFT run as a background job (validated before anything starts)."""
-    import yaml
-
     from training import jobs
-    from training.config import TrainConfig
     from training.launcher import launch_training
 
-    overrides = {_FLAGS[k]: v for k, v in flags.items() if v is not None}
-    for item in extra:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise StudioError(f"--set {item!r}: expected FIELD=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
-    if config_path:
-        cfg = TrainConfig.from_yaml(config_path, overrides)
-    else:
-        cfg = TrainConfig.from_dict(overrides, source="command line")
+    cfg = train_config(config_path, fields, extra)
     store = get_store(ctx)
     if seeds is not None:
-        _train_group(store, cfg, seeds, flags.get("seed") is not None, wait, as_json)
+        _train_group(store, cfg, seeds, fields.get("seed") is not None, wait, as_json)
         return
     run_id = launch_training(store, cfg)
     if not wait:
@@ -136,6 +96,21 @@ def _train_group(store, cfg, seeds: str, seed_given: bool, wait: bool, as_json: 
          human="\n".join(f"{r['run_id']} ({r['name']}): {r['state']}" for r in runs))
     if any(r["state"] != "completed" for r in runs):
         sys.exit(1)
+
+
+def train_config(config_path: str | None, fields: dict, extra: tuple[str, ...] = ()) -> TrainConfig:
+    """The TrainConfig of `studio train`: the YAML file, then flags, then `--set` on top."""
+    import yaml
+
+    overrides = field_values(TrainConfig, fields)
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise StudioError(f"--set {item!r}: expected FIELD=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    if config_path:
+        return TrainConfig.from_yaml(config_path, overrides)
+    return TrainConfig.from_dict(overrides, source="command line")
 
 
 def _finish(run: dict, as_json: bool) -> None:

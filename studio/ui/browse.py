@@ -11,11 +11,11 @@ import math
 import pandas as pd
 import streamlit as st
 
-from studio.ui.context import call, lib_first, not_available, store
+from curation.browse import browse
+from curation.filters import Condition, parse_where
+from studio.ui.session import call, store
 from studio.ui.widgets import version_picker
 
-BROWSE = (("curation.browse", "browse"),)
-COUNT = (("curation.browse", "count"),)
 SHOWN = ["id", "instruction", "response", "category", "split", "is_dup", "resp_chars"]
 SORTS = ["source order", "id", "resp_chars", "-resp_chars", "inst_chars", "-inst_chars",
          "category", "n_turns"]
@@ -25,24 +25,16 @@ def conditions_from(text: str, search: str):
     """The user's filter string (curation's syntax) plus a text search, as Conditions.
 
     The search box becomes a `text ~ value` Condition object directly, so quotes in what the
-    user types never need escaping. None when the filter API has not landed.
+    user types never need escaping.
     """
-    parse, cond = lib_first(("curation.filters", "parse_where")), lib_first(
-        ("curation.filters", "Condition"))
-    if parse is None or cond is None:
-        return None if (text.strip() or search.strip()) else []
-    out = list(parse(text))
+    out = list(parse_where(text))
     if search.strip():
-        out.append(cond("text", "~", search.strip()))
+        out.append(Condition("text", "~", search.strip()))
     return out
 
 
 def browser(names: list[str]) -> dict | None:
     """Dataset/version pickers, filters, one page of rows; returns the selected row or None."""
-    browse = lib_first(*BROWSE)
-    if browse is None:
-        not_available("The row browser (curation browse API)")
-        return None
     c1, c2, c3, c4 = st.columns([2, 1, 3, 2])
     name = c1.selectbox("Dataset", names, key="browse_dataset")
     with c2:
@@ -54,9 +46,6 @@ def browser(names: list[str]) -> dict | None:
     ok, conditions = call("Filter", conditions_from, where, search)
     if not ok:
         return None
-    if conditions is None:
-        not_available("Filtering (curation filter parser)")
-        conditions = []
     c5, c6, c7 = st.columns([2, 1, 1])
     sort = c5.selectbox("Sort by", SORTS, key="browse_sort",
                         help="Sorted in DuckDB before paging; `-` = descending. Score names "

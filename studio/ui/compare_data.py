@@ -7,15 +7,19 @@ from pathlib import PurePath
 
 import pandas as pd
 
+from training.checkpoints import base_checkpoint_id, parse_checkpoint_id
+
 
 def short(checkpoint: str, run_names: Mapping[str, str] | None = None) -> str:
     """A label that fits a chart axis: `base:/long/path/tiny` -> `base:tiny`, and
     `<run id>/step-300` -> `<run name> · step-300` when the run has a name."""
-    if checkpoint.startswith("base:"):
-        return "base:" + (PurePath(checkpoint[5:]).name or checkpoint[5:])
-    run_id, _, step = checkpoint.partition("/")
-    name = (run_names or {}).get(run_id)
-    return f"{name} · {step}" if name and step else checkpoint
+    parsed = parse_checkpoint_id(checkpoint)
+    if parsed is None:
+        return checkpoint
+    if parsed.base_model is not None:
+        return base_checkpoint_id(PurePath(parsed.base_model).name or parsed.base_model)
+    name = (run_names or {}).get(parsed.run_id)
+    return f"{name} · step-{parsed.step}" if name else checkpoint
 
 
 Label = Callable[[str], str]

@@ -10,15 +10,16 @@ from typing import Any
 
 import pandas as pd
 
+from training.status import JOB_STATES, TERMINAL, read_metrics, read_status
+from training.status import log_tail as read_log_tail
+
 CHART_METRICS = {"loss": "train loss", "eval_loss": "eval loss", "lr": "learning rate",
                  "tokens_per_s": "tokens / s"}
-ACTIVE = ("queued", "running")
+ACTIVE = tuple(s for s in JOB_STATES if s not in TERMINAL)  # queued, running
 
 
 def metrics_frame(runs: list[dict]) -> pd.DataFrame:
     """Long table (run, step, metric, value) of the chartable metrics of several runs."""
-    from training.status import read_metrics
-
     records: list[dict[str, Any]] = []
     for run in runs:
         label = run.get("name") or run["id"]
@@ -34,14 +35,10 @@ def metrics_frame(runs: list[dict]) -> pd.DataFrame:
 
 
 def log_tail(run: dict, lines: int = 40) -> str:
-    from training.status import log_tail as tail
-
-    return tail(run["run_dir"], lines)
+    return read_log_tail(run["run_dir"], lines)
 
 
 def progress(run: dict) -> float | None:
     """Fraction done as the job last reported it (status.json `progress`), if it did."""
-    from training.status import read_status
-
     value = read_status(run["run_dir"]).get("progress")
     return max(0.0, min(1.0, float(value))) if isinstance(value, (int, float)) else None

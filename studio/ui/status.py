@@ -5,7 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from curation.errors import StudioError
-from studio.ui.context import lib, set_workspace, store, workspace_path
+from evals.jobs import ingest_finished
+from studio.ui.runs import ACTIVE
+from studio.ui.session import set_workspace, store, workspace_path
+from studio.ui.text import literal
+from training import jobs
 
 
 @st.cache_resource(show_spinner=False)
@@ -22,21 +26,14 @@ def gpu_name() -> str | None:
 
 def list_runs(kind: str | None = None) -> list[dict]:
     """Jobs from the store after ingesting run folders (so reloads and tabs agree)."""
-    s = store()
-    lister = lib("training.jobs", "list_runs")  # refreshes from the run folders first
-    if lister is not None:
-        return lister(s, kind=kind)
-    sql = "SELECT * FROM runs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created_at DESC"
-    return s.query(sql, [kind] if kind else [])
+    return jobs.list_runs(store(), kind=kind)
 
 
 def running_count() -> int:
     """Jobs still running; finished eval jobs get their results stored on the way (any page)."""
     runs = list_runs()
-    from studio.ui.evals_api import ingest_finished
-
     ingest_finished(store(), runs)
-    return sum(1 for r in runs if r.get("state") in ("queued", "running"))
+    return sum(1 for r in runs if r.get("state") in ACTIVE)
 
 
 def sidebar() -> None:
@@ -53,12 +50,12 @@ def sidebar() -> None:
                 try:
                     set_workspace(path)  # the status and the page below use it already
                 except StudioError as exc:
-                    st.error(str(exc))
+                    st.error(literal(exc))
         try:
             running = running_count()
         except StudioError as exc:
             running = None
-            st.warning(str(exc))
+            st.warning(literal(exc))
         gpu = gpu_name()
         left, right = st.columns(2)
         left.metric("Running jobs", "?" if running is None else running,

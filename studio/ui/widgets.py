@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio.ui.context import store
 from studio.ui.data import messages_of, versions_of
+from studio.ui.session import store
 
 ROLE_AVATARS = {"system": ":material/settings:", "user": ":material/person:",
                 "assistant": ":material/smart_toy:"}

@@ -9,38 +9,38 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from evals.backends import CacheOnly
+from evals.compare import compare
+from evals.results import evaluated_checkpoints, generation_count
+from evals.suites import list_suites
 from studio.ui import charts, compare_data
-from studio.ui.context import call, not_available, store, workspace_path
-from studio.ui.data import run_names
 from studio.ui.diff import side_by_side
-from studio.ui.evals_api import (
-    COMPARE,
-    SUITES,
-    cache_version,
-    evaluated_checkpoints,
-    get,
-    page_backend,
-)
+from studio.ui.session import call, store, workspace_path
+from studio.ui.text import literal
 from studio.ui.widgets import header
+from training.checkpoints import parse_checkpoint_id
+from training.listing import run_names
 
 header("Compare", "Which checkpoint is best, what got better, what got worse and what the "
        "model forgot — paired statistics on the same prompts, from cached outputs.")
 
-compare = get(COMPARE)
-list_suites = get(SUITES)
-if compare is None or list_suites is None:
-    not_available("Checkpoint comparison (evals.compare)")
-    st.stop()
+
+def is_base(checkpoint: str) -> bool:
+    parsed = parse_checkpoint_id(checkpoint)
+    return parsed is not None and parsed.base_model is not None
 
 
 @st.cache_data(show_spinner="Comparing…", max_entries=64)
 def comparison(ws: str, suite: str, baseline: str, candidate: str, cache_key: int) -> dict:
-    """Memoized per cache state: the comparison only changes when new outputs land."""
-    return compare(store(), suite, baseline, candidate, backend=page_backend()).to_dict()
+    """Memoized per cache state: the comparison only changes when new outputs land. The page
+    reads cached outputs only (a backend that refuses to generate): a view never loads a model;
+    evaluations run as jobs from the Evaluate page."""
+    backend = CacheOnly("evaluate it on the Evaluate page first")
+    return compare(store(), suite, baseline, candidate, backend=backend).to_dict()
 
 
 def compare_all(suite: str, baseline: str, candidates: list[str]) -> list[dict]:
-    key = cache_version(store())
+    key = generation_count(store())
     return [comparison(str(workspace_path()), suite, baseline, c, key) for c in candidates]
 
 
@@ -72,7 +72,7 @@ if not ok:
 long = compare_data.checkpoint_metric_table(comps, label=label)
 paired = compare_data.paired_table(comps, label=label)
 for warning in compare_data.warnings(comps):
-    st.warning(warning, icon=":material/warning:")
+    st.warning(literal(warning), icon=":material/warning:")
 
 t1, t2, t3, t4 = st.tabs([":material/leaderboard: Summary", ":material/difference: Examples",
                           ":material/trending_down: Forgetting",
@@ -92,7 +92,7 @@ with t1:
         x=alt.X("checkpoint:O", sort=None), y=alt.Y("low:Q", title=metric), y2="high:Q")
     right.altair_chart(band + charts.line_over(sub.assign(metric=metric), "checkpoint", "mean",
                                                "metric"), width="stretch", height=300)
-    st.subheader(f"Paired difference vs {label(baseline)}",
+    st.subheader(f"Paired difference vs {literal(label(baseline))}",
                  help="Per-example differences on the same prompts; bootstrap CI, exact McNemar "
                       "for pass/fail metrics. `worse`/`better` count examples that flipped.")
     st.dataframe(paired, hide_index=True, width="stretch", column_config={
@@ -110,14 +110,14 @@ with t2:
     kind = st.radio("Show", ["regressions", "improvements"], horizontal=True, key="cmp_kind",
                     help="Examples whose primary metric got worse / better, largest change first.")
     st.caption(f"{len(comp['regressions'])} regressions · {len(comp['improvements'])} "
-               f"improvements vs `{label(baseline)}` (showing up to 25)")
+               f"improvements vs {literal(label(baseline))} (showing up to 25)")
     if not comp[kind]:
         st.caption(f"No {kind} on this suite.")
     for ex in comp[kind][:25]:
         with st.container(border=True):
-            st.markdown(f"`{ex['row_id']}` · **{ex['metric']}** {ex['baseline_score']:.2f} → "
-                        f"{ex['candidate_score']:.2f}"
-                        + (f" · {ex['category']}" if ex.get("category") else ""))
+            st.markdown(f"{literal(ex['row_id'])} · **{literal(ex['metric'])}** "
+                        f"{ex['baseline_score']:.2f} → {ex['candidate_score']:.2f}"
+                        + (f" · {literal(ex['category'])}" if ex.get("category") else ""))
             a, b = st.columns(2)
             a.caption("Prompt")
             a.text(ex["prompt"])
@@ -134,10 +134,10 @@ with t3:
     rows = []
     for g in general:
         have = evaluated_checkpoints(store(), g)
-        base = next((c for c in have if c.startswith("base:")), None)
+        base = next((c for c in have if is_base(c)), None)
         todo = [c for c in candidates if c in have and c != base]
         if base is None or not todo:
-            st.caption(f"`{g}`: evaluate the base model and the candidates on it to see "
+            st.caption(f"{literal(g)}: evaluate the base model and the candidates on it to see "
                        "forgetting.")
             continue
         ok, got = call("Forgetting", compare_all, g, base, todo)

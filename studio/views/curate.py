@@ -7,23 +7,19 @@ import json
 import pandas as pd
 import streamlit as st
 
+from curation.browse import count, filter_version
+from curation.datasets import diff
+from curation.decontam import decontaminate
+from curation.dedup import DEDUP_METHODS, clusters, dedup, save_keepers
+from curation.filters import Condition
+from curation.overview import score_ranges
+from curation.scoring import SCORERS, score
 from studio.ui import background
-from studio.ui.context import call, field, lib_first, not_available, store, workspace_path
-from studio.ui.curation_api import (
-    CLUSTERS,
-    COUNT,
-    DECONTAM,
-    DEDUP,
-    DIFF,
-    SAVE_FILTERED,
-    SAVE_KEEPERS,
-    SCORE,
-    SCORERS,
-    get,
-)
-from studio.ui.data import dataset_overview, score_ranges, versions_of
-from studio.ui.training_api import model_choices
+from studio.ui.data import dataset_overview, versions_of
+from studio.ui.session import call, store, workspace_path
+from studio.ui.text import literal
 from studio.ui.widgets import header, version_picker
+from training.listing import model_folders
 
 header("Curate", "Remove duplicates, score rows, filter by thresholds and save the result as a "
        "new immutable version. Long work runs in the background; the page stays usable.")
@@ -62,14 +58,15 @@ def task_panel(prefix: str) -> None:
             with st.container(border=True):
                 if task.state == "running":
                     frac = task.fraction
-                    st.progress(frac or 0.0, text=f"{task.label}: {task.done:,} / {task.total:,}"
-                                if frac is not None else f"{task.label}: working…")
+                    st.progress(frac or 0.0, text=f"{literal(task.label)}: {task.done:,} / {task.total:,}"
+                                if frac is not None else f"{literal(task.label)}: working…")
                 elif task.state == "failed":
-                    st.error(f"{task.label} failed: {task.error}")
+                    st.error(f"{literal(task.label)} failed: {literal(task.error)}")
                 else:
-                    made = field(task.result, "ref") if isinstance(task.result, dict) else None
-                    st.success(f"{task.label} finished in {task.finished - task.started:.1f}s"
-                               + (f" → saved `{made}`" if made else ""),
+                    made = task.result.get("ref") if isinstance(task.result, dict) else None
+                    st.success(f"{literal(task.label)} finished in "
+                               f"{task.finished - task.started:.1f}s"
+                               + (f" → saved {literal(made)}" if made else ""),
                                icon=":material/check_circle:")
                     if task.result is not None:
                         summary(task.result)
@@ -93,12 +90,8 @@ def summary(result) -> None:
 
 
 def dedup_tab() -> None:
-    dedup = get(DEDUP)
-    if dedup is None:
-        not_available("Deduplication (curation.dedup)")
-        return
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
-    method = a.radio("Method", ["exact", "near", "semantic"], horizontal=True, key="dedup_method",
+    method = a.radio("Method", DEDUP_METHODS, horizontal=True, key="dedup_method",
                      help="exact: same text after normalizing case, spaces, punctuation · "
                           "near: MinHash Jaccard similarity · semantic: embedding cosine.")
     threshold = b.slider("Similarity threshold", 0.5, 1.0, 0.8, 0.01, key="dedup_threshold",
@@ -116,16 +109,13 @@ def dedup_tab() -> None:
 
 
 def clusters_review() -> None:
-    clusters = get(CLUSTERS)
-    if clusters is None:
-        return
     page_size = 10
     page_no = int(st.session_state.get("cluster_page", 1))
     ok, got = call("Loading clusters", clusters, store(), ref, page_no, page_size)
     if not ok:
         return
     found, total = got
-    found = [c for c in found if field(c, "size", 0) > 1]
+    found = [c for c in found if c["size"] > 1]
     if not found:
         if page_no == 1:
             st.caption("No duplicate clusters in this version: run a dedup, then review here.")
@@ -137,81 +127,71 @@ def clusters_review() -> None:
     st.columns([1, 4])[0].number_input(f"Page of clusters (of {max(1, -(-total // page_size))})",
                                        1, max(1, -(-total // page_size)), key="cluster_page")
     for cluster in found:
-        cid, members = field(cluster, "cluster"), field(cluster, "members") or []
-        keeper = overrides.get(cid, field(cluster, "keeper"))
-        with st.expander(f"Cluster `{cid}` · {len(members)} rows", expanded=cluster is found[0]):
+        cid, members = cluster["cluster"], cluster["members"] or []
+        keeper = overrides.get(cid, cluster["keeper"])
+        with st.expander(f"Cluster {literal(cid)} · {len(members)} rows", expanded=cluster is found[0]):
             cols = st.columns(min(len(members), 3))
             for i, m in enumerate(members[:3]):
-                uid = field(m, "uid")
+                uid = m["uid"]
                 with cols[i].container(border=True):
-                    st.markdown((":orange[:material/star:] **keeper**" if uid == keeper
-                                 else ":gray[duplicate]")
-                                + f" · `{field(m, 'id')}` · line {field(m, 'source_line')}")
-                    st.text(field(m, "instruction") or "")
-                    st.caption(field(m, "response") or "")
+                    st.markdown(":orange[:material/star:] **keeper**" if uid == keeper
+                                else ":gray[duplicate]")
+                    st.text(f"{m['id']} · line {m['source_line']}")
+                    st.text(m["instruction"] or "")
+                    st.text(m["response"] or "")
                     if uid != keeper and st.button("Keep this one", key=f"keep-{cid}-{uid}"):
                         overrides[cid] = uid
                         st.rerun()
             if len(members) > 3:
                 st.caption(f"+ {len(members) - 3} more rows in this cluster")
-    save = get(SAVE_KEEPERS)
-    if save is not None and overrides and st.button(
+    if overrides and st.button(
             f"Save new version with {len(overrides)} keeper change(s)", icon=":material/save:",
             type="primary"):
-        ok, res = call("Saving keepers", save, store(), ref, dict(overrides))
+        ok, res = call("Saving keepers", save_keepers, store(), ref, dict(overrides))
         if ok:
             overrides.clear()
-            st.success(f"Saved `{field(res, 'ref', res)}`.", icon=":material/check_circle:")
+            st.success(f"Saved {literal(res['ref'])}.", icon=":material/check_circle:")
 
 
 def scores_tab() -> None:
-    score = get(SCORE)
-    if score is None:
-        not_available("Scoring (curation.scoring)")
-    else:
-        scorers = list(lib_first(*SCORERS) or ["heuristic"])
-        a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
-        scorer = a.selectbox("Scorer", scorers, key="scorer",
-                             help="heuristic: lengths, repetition, language… (instant, SQL). "
-                                  "perplexity / ifd / model: per-example response loss under a "
-                                  "model; IFD = loss with the instruction / loss without it.")
-        models = model_choices(workspace_path() / "models")
-        model = b.selectbox("Model", models or ["(none in workspace)"], key="score_model",
-                            accept_new_options=True, disabled=scorer == "heuristic",
-                            help="HF name or folder of the causal LM that computes the loss.")
-        if c.button("Compute", icon=":material/calculate:", type="primary",
-                    disabled=background.any_running("Scoring", SCOPE)):
-            kwargs = {} if scorer == "heuristic" else {"model": model}
-            background.start(f"Scoring ({scorer}) of {ref}", SCOPE, score, store(), ref,
-                             scorer=scorer, **kwargs)
-            st.rerun()
-        st.caption("Scoring saves a new version carrying the scores; filters on any later "
-                   "version can use them.")
-        task_panel("Scoring")
+    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    scorer = a.selectbox("Scorer", SCORERS, key="scorer",
+                         help="heuristic: lengths, repetition, language… (instant, SQL). "
+                              "perplexity / ifd / model: per-example response loss under a "
+                              "model; IFD = loss with the instruction / loss without it.")
+    models = model_folders(workspace_path() / "models")
+    model = b.selectbox("Model", models or ["(none in workspace)"], key="score_model",
+                        accept_new_options=True, disabled=scorer == "heuristic",
+                        help="HF name or folder of the causal LM that computes the loss.")
+    if c.button("Compute", icon=":material/calculate:", type="primary",
+                disabled=background.any_running("Scoring", SCOPE)):
+        kwargs = {} if scorer == "heuristic" else {"model": model}
+        background.start(f"Scoring ({scorer}) of {ref}", SCOPE, score, store(), ref,
+                         scorer=scorer, **kwargs)
+        st.rerun()
+    st.caption("Scoring saves a new version carrying the scores; filters on any later "
+               "version can use them.")
+    task_panel("Scoring")
     threshold_filter()
 
 
 def threshold_filter() -> None:
     """Sliders per score; the count of rows kept updates live (a COUNT in DuckDB per change)."""
-    cond, count = lib_first(("curation.filters", "Condition")), get(COUNT)
-    if cond is None or count is None:
-        not_available("Filtering (curation.filters)")
-        return
     st.subheader("Filter by thresholds")
-    ranges = [r for r in score_ranges(store(), dataset, version) if r["hi"] > r["lo"]]
+    ranges = [r for r in score_ranges(store(), ref) if r["hi"] > r["lo"]]
     conds = []
     if st.checkbox("Drop rows flagged as duplicates", value=True, key="thr_dups",
                    help="Keeps only each duplicate cluster's keeper."):
-        conds.append(cond("is_dup", "=", False))
+        conds.append(Condition("is_dup", "=", False))
     cols = st.columns(3)
     for i, r in enumerate(ranges):
         lo, hi = float(r["lo"]), float(r["hi"])
-        sel = cols[i % 3].slider(r["name"], lo, hi, (lo, hi), key=f"thr-{r['name']}",
+        sel = cols[i % 3].slider(literal(r["name"]), lo, hi, (lo, hi), key=f"thr-{r['name']}",
                                  help="Rows whose score falls outside the range are dropped.")
         if sel[0] > lo:
-            conds.append(cond(r["name"], ">=", sel[0]))
+            conds.append(Condition(r["name"], ">=", sel[0]))
         if sel[1] < hi:
-            conds.append(cond(r["name"], "<=", sel[1]))
+            conds.append(Condition(r["name"], "<=", sel[1]))
     if not ranges:
         st.caption("Compute scores above to get a slider per score.")
     ok, kept = call("Counting", count, store(), ref, conds)
@@ -219,13 +199,12 @@ def threshold_filter() -> None:
     if ok and ok_all:
         st.metric("Rows kept", f"{kept:,} of {total:,}",
                   f"{kept - total:,} rows" if kept != total else None)
-    save = get(SAVE_FILTERED)
-    if save is not None and st.button("Save as new version", icon=":material/save:",
+    if st.button("Save as new version", icon=":material/save:",
                                       disabled=not conds or (ok and ok_all and kept == total)):
-        ok, out = call("Saving", save, store(), ref, conds)
+        ok, out = call("Saving", filter_version, store(), ref, conds)
         if ok:
-            st.success(f"Saved `{field(out, 'ref', out)}` with {field(out, 'n_rows', 0):,} rows "
-                       f"({field(out, 'n_removed', 0):,} removed).", icon=":material/check_circle:")
+            st.success(f"Saved {literal(out['ref'])} with {out['n_rows']:,} rows "
+                       f"({out['n_removed']:,} removed).", icon=":material/check_circle:")
 
 
 def versions_tab() -> None:
@@ -243,11 +222,8 @@ def versions_tab() -> None:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"n_rows": st.column_config.NumberColumn("rows", format="%d"),
                                 "created_at": st.column_config.DatetimeColumn("created")})
-    diff = get(DIFF)
     with_parent = [v["version"] for v in rows if v["parent"]]
-    if diff is None:
-        not_available("Version diff (curation.versions)")
-    elif with_parent:
+    if with_parent:
         pick = st.selectbox("Diff a version against its parent", with_parent, key="diff_version")
         parent = next(v["parent"] for v in rows if v["version"] == pick)
         ok, out = call("Diff", diff, store(), f"{dataset}@{parent}", f"{dataset}@{pick}")
@@ -255,17 +231,13 @@ def versions_tab() -> None:
             kinds = ("removed", "added", "changed", "reflagged")
             cols = st.columns(4)
             for col, kind in zip(cols, kinds, strict=True):
-                col.metric(kind, f"{int(field(out, kind, 0)):,}")
-                ids = field(out, f"{kind}_ids") or []
+                col.metric(kind, f"{int(out[kind]):,}")
+                ids = out[f"{kind}_ids"]
                 if ids:
-                    col.caption("e.g. " + ", ".join(f"`{i}`" for i in ids))
+                    col.text("e.g. " + ", ".join(map(str, ids)))
 
 
 def decontam_tab() -> None:
-    report = get(DECONTAM)
-    if report is None:
-        not_available("Decontamination (curation.decontam)")
-        return
     st.caption("Drops training rows that share long n-grams with held-out rows of another "
                "dataset (its held-out split when it has one), and saves the rest as a new "
                "version. The report lists what was removed.")
@@ -278,13 +250,13 @@ def decontam_tab() -> None:
     ngram = b.number_input("n-gram", 4, 32, 8, key="decontam_ngram",
                            help="Shared word n-gram length that counts as contamination.")
     if c.button("Decontaminate", icon=":material/policy:", type="primary"):
-        ok, out = call("Decontamination", report, store(), ref, against, ngram=int(ngram))
+        ok, out = call("Decontamination", decontaminate, store(), ref, against, ngram=int(ngram))
         if ok:
-            st.success(f"Saved `{out['ref']}`: {out['n_flagged']:,} of {out['n_checked']:,} "
+            st.success(f"Saved {literal(out['ref'])}: {out['n_flagged']:,} of {out['n_checked']:,} "
                        f"training rows overlapped {out['n_eval']:,} held-out rows of "
-                       f"`{against}`.", icon=":material/check_circle:")
+                       f"{literal(against)}.", icon=":material/check_circle:")
             if out.get("flagged_ids"):
-                st.caption("Removed (first 20): " + ", ".join(f"`{i}`" for i in out["flagged_ids"]))
+                st.text("Removed (first 20): " + ", ".join(map(str, out["flagged_ids"])))
 
 
 t1, t2, t3, t4 = st.tabs([":material/content_copy: Dedup", ":material/tune: Scores & filters",

@@ -8,18 +8,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from curation.formats import FORMATS
+from curation.importer import import_file, preview
+from curation.overview import LENGTHS, histogram, score_names
 from studio.ui import browse as browse_ui
-from studio.ui.context import call, field, lib, not_available, store, workspace_path
-from studio.ui.data import (
-    dataset_overview,
-    default_dataset_name,
-    histogram,
-    save_upload,
-    score_names,
-)
+from studio.ui.data import dataset_overview, default_dataset_name, save_upload
+from studio.ui.session import call, store, workspace_path
+from studio.ui.text import literal
 from studio.ui.widgets import chat_bubbles, header, version_picker
 
-FORMATS = ["auto", *(lib("curation.formats", "FORMATS") or {})]
+FORMAT_CHOICES = ["auto", *FORMATS]
 
 header("Datasets", "Import instruction-response data, browse it row by row and look at its "
        "shape before curating.")
@@ -36,11 +34,6 @@ tab_browse, tab_import, tab_stats = st.tabs([":material/search: Browse", ":mater
 
 
 def import_tab() -> None:
-    preview = lib("curation.importer", "preview")
-    import_file = lib("curation.importer", "import_file")
-    if import_file is None:
-        not_available("Importing (curation.importer)")
-        return
     source = st.radio("Source", ["Upload a file", "Path or Hugging Face name"], horizontal=True,
                       help="JSONL, JSON, CSV, Parquet, a `save_to_disk` folder or a hub name.")
     path = None
@@ -52,7 +45,7 @@ def import_tab() -> None:
     else:
         path = st.text_input("Path or dataset name", placeholder="/data/train.jsonl") or None
     c1, c2 = st.columns([1, 2])
-    fmt = c1.selectbox("Format", FORMATS, help="`auto` detects alpaca, prompt/completion, "
+    fmt = c1.selectbox("Format", FORMAT_CHOICES, key="import_format", help="`auto` detects alpaca, prompt/completion, "
                        "question/answer, OpenAI `messages` and ShareGPT `conversations`.")
     mapping_text = c2.text_input("Column mapping (JSON, optional)", placeholder='{"instruction": "question"}',
                                  help="Canonical field -> column in your file, when names differ.")
@@ -62,26 +55,25 @@ def import_tab() -> None:
     try:
         mapping = json.loads(mapping_text) if mapping_text.strip() else None
     except json.JSONDecodeError as exc:
-        st.error(f"column mapping is not valid JSON: {exc}")
+        st.error(f"column mapping is not valid JSON: {literal(exc)}")
         return
     fmt_arg = None if fmt == "auto" else fmt
-    if preview is not None:
-        ok, pv = call("Preview", preview, path, format=fmt_arg, mapping=mapping, n=5)
-        if not ok:
-            return
-        f1, f2, f3 = st.columns([1, 1, 3])
-        f1.metric("Source kind", field(pv, "kind") or "?")
-        f2.metric("Detected format", field(pv, "format") or "?")
-        f3.markdown("**Column mapping** (canonical field ← your column)")
-        f3.code(", ".join(f"{k} ← {v}" for k, v in (field(pv, "mapping") or {}).items()),
-                language=None)
-        rows = field(pv, "rows") or []
-        keys = [k for k in ("line", "id", "system", "instruction", "response", "category")
-                if any(r.get(k) not in (None, "") for r in rows)]
-        if rows:
-            st.caption(f"First {len(rows)} rows as they will be stored:")
-            st.dataframe(pd.DataFrame([{k: r.get(k) for k in keys} for r in rows]),
-                         hide_index=True, width="stretch")
+    ok, pv = call("Preview", preview, path, format=fmt_arg, mapping=mapping, n=5)
+    if not ok:
+        return
+    f1, f2, f3 = st.columns([1, 1, 3])
+    f1.metric("Source kind", pv.get("kind") or "?")
+    f2.metric("Detected format", pv.get("format") or "?")
+    f3.markdown("**Column mapping** (canonical field ← your column)")
+    f3.code(", ".join(f"{k} ← {v}" for k, v in (pv.get("mapping") or {}).items()),
+            language=None)
+    rows = pv.get("rows") or []
+    keys = [k for k in ("line", "id", "system", "instruction", "response", "category")
+            if any(r.get(k) not in (None, "") for r in rows)]
+    if rows:
+        st.caption(f"First {len(rows)} rows as they will be stored:")
+        st.dataframe(pd.DataFrame([{k: r.get(k) for k in keys} for r in rows]),
+                     hide_index=True, width="stretch")
     with st.form("import_form", border=False):
         name = st.text_input("Dataset name", value=default_dataset_name(path),
                              help="Importing again under an existing name adds a new version.")
@@ -91,9 +83,8 @@ def import_tab() -> None:
                                   mapping=mapping)
             if ok:
                 st.session_state["import_done"] = (
-                    f"Imported {field(result, 'n_rows', 0):,} rows into "
-                    f"`{name}@{field(result, 'version', 'v1')}` "
-                    f"(format {field(result, 'format', '?')}).")
+                    f"Imported {result['n_rows']:,} rows into "
+                    f"{literal(name + '@' + result['version'])} (format {result['format']}).")
                 st.rerun()
     if "import_done" in st.session_state:
         st.success(st.session_state.pop("import_done"), icon=":material/check_circle:")
@@ -109,24 +100,19 @@ def stats_tab() -> None:
         version = version_picker(name, key="stats_version")
     if version is None:
         return
-    measures = ["response chars", "instruction chars", "turns"] + [
-        f"score:{n}" for n in score_names(store(), name, version)]
+    ref = f"{name}@{version}"
+    measures = list(LENGTHS) + [f"score:{n}" for n in score_names(store(), ref)]
     measure = c3.selectbox("Measure", measures, key="stats_measure",
                            help="Lengths, or any score computed on Curate.")
-    hist = lib("curation.scoring", "histogram")
-    if measure.startswith("score:") and hist is not None:
-        ok, h = call("Histogram", hist, store(), f"{name}@{version}", measure[len("score:"):],
-                     bins=30)
-        if not ok:
-            return
-        edges = h["edges"]
-        data = pd.DataFrame({"bin": edges[:-1], "width": [b - a for a, b in zip(edges, edges[1:],
-                                                                                  strict=False)],
-                             "n": h["counts"]}) if edges else pd.DataFrame()
-        if h.get("labels"):
-            st.caption("Labels: " + ", ".join(f"{k} {v:,}" for k, v in h["labels"].items()))
-    else:
-        data = pd.DataFrame(histogram(store(), name, version, measure))
+    ok, h = call("Histogram", histogram, store(), ref, measure.removeprefix("score:"), bins=30)
+    if not ok:
+        return
+    edges = h["edges"]
+    data = pd.DataFrame({"bin": edges[:-1], "width": [b - a for a, b in zip(edges, edges[1:],
+                                                                              strict=False)],
+                         "n": h["counts"]}) if edges else pd.DataFrame()
+    if h.get("labels"):
+        st.text("Labels: " + ", ".join(f"{k} {v:,}" for k, v in h["labels"].items()))
     if data.empty:
         st.caption("Nothing to plot for this version.")
         return

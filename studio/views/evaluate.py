@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
+from evals.backends import BACKENDS
+from evals.jobs import ingest_finished, launch_eval
+from evals.results import latest_results
+from evals.suites import list_suites
 from studio.ui import runs
 from studio.ui.compare_data import short
-from studio.ui.context import call, not_available, store
-from studio.ui.evals_api import SUITES, checkpoint_ids, get, ingest_finished, launch_eval
+from studio.ui.session import call, store
 from studio.ui.status import list_runs
+from studio.ui.text import literal
 from studio.ui.widgets import header
+from training.listing import checkpoint_ids
 
 header("Evaluate", "Generate answers to held-out suites with each checkpoint (base model "
        "included) and score them. Outputs are cached by model, adapter, prompt and sampling: "
        "re-running only fills the gaps.")
 
-list_suites = get(SUITES)
-if list_suites is None:
-    not_available("Evaluation suites (evals.suites)")
-    st.stop()
 suites = list_suites(store())
 ckpts = checkpoint_ids(store())
 eval_runs = list_runs(kind="eval")
@@ -51,7 +50,7 @@ with tab_new:
                                     format_func=short,
                                     help="`base:…` entries are the untuned base models; the rest "
                                          "are `<run>/step-N` LoRA checkpoints.")
-            backend = st.selectbox("Backend", ["hf", "vllm", "openai"],
+            backend = st.selectbox("Backend", BACKENDS,
                                    help="hf: transformers, starts fast (good for small models). "
                                         "vllm: one engine serves every checkpoint as a LoRA "
                                         "adapter (best for many checkpoints or big models).")
@@ -73,29 +72,25 @@ with tab_jobs:
             st.caption("No evaluation jobs yet.")
         for r in current[:10]:
             with st.container(border=True):
-                st.markdown(f"**{r.get('name') or r['id']}** — {r['state']}  \n`{r['id']}`")
+                st.markdown(f"**{literal(r.get('name') or r['id'])}** — {r['state']}")
+                st.text(r["id"])
                 frac = runs.progress(r)
                 if frac is not None:
                     st.progress(frac, text=f"{frac:.0%}")
                 if r.get("error"):
-                    st.error(r["error"].splitlines()[0])
+                    st.error(literal(r["error"].splitlines()[0]))
         if active and not any(r["state"] in runs.ACTIVE for r in current):
             st.rerun(scope="app")  # a job ended: ingest its results and stop polling
 
     jobs()
 
 with tab_results:
-    rows = store().query("SELECT suite, checkpoint, backend, n_generated, n_cached, summary, "
-                         "created_at FROM eval_runs ORDER BY created_at DESC")
-    if not rows:
+    latest = latest_results(store())
+    if not latest:
         st.caption("No stored results yet.")
     else:
-        latest: dict[tuple, dict] = {}
-        for r in rows:  # newest first: keep one line per (suite, checkpoint)
-            latest.setdefault((r["suite"], r["checkpoint"]), r)
         table = pd.DataFrame([{"suite": r["suite"], "checkpoint": short(r["checkpoint"]),
-                               **json.loads(r["summary"] or "{}"), "scored": r["created_at"]}
-                              for r in latest.values()])
+                               **r["summary"], "scored": r["created_at"]} for r in latest])
         metric_cols = [c for c in table.columns if c not in ("suite", "checkpoint", "scored")]
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             **{c: st.column_config.NumberColumn(format="%.3f") for c in metric_cols},

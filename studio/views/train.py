@@ -6,20 +6,17 @@ import pandas as pd
 import streamlit as st
 
 from studio.ui import charts, runs
-from studio.ui.context import call, field, not_available, store, workspace_path
 from studio.ui.data import dataset_overview, versions_of
 from studio.ui.forms import build_config, dataclass_form
+from studio.ui.session import call, store, workspace_path
 from studio.ui.status import list_runs
-from studio.ui.training_api import (
-    ESSENTIALS,
-    canceller,
-    field_choices,
-    launcher,
-    model_choices,
-    resumer,
-    train_config_cls,
-)
+from studio.ui.text import literal
+from studio.ui.train_form import ESSENTIALS, field_choices
 from studio.ui.widgets import header
+from training.config import TrainConfig
+from training.jobs import cancel, resume
+from training.launcher import launch_training
+from training.listing import model_folders
 
 header("Train", "Fine-tune a LoRA adapter on a dataset version. Runs are durable jobs: closing "
        "the tab or reloading never stops them, and every tab sees the same runs.")
@@ -31,14 +28,11 @@ STATE_ICONS = {"queued": ":gray[:material/schedule:]", "running": ":blue[:materi
 
 
 def launch_form() -> None:
-    cls, launch = train_config_cls(), launcher()
-    if cls is None or launch is None:
-        not_available("Launching training runs (training.config / training.jobs)")
-        return
+    cls = TrainConfig
     datasets = [ref for d in dataset_overview(store())
                 for ref in [d["name"]] + [f"{d['name']}@{v['version']}"
                                           for v in versions_of(store(), d["name"])]]
-    models = model_choices(workspace_path() / "models")
+    models = model_folders(workspace_path() / "models")
     st.caption("Defaults suit the offline tiny model; hover a field's ⓘ for what it does.")
     choices = field_choices(datasets, models)
     with st.form("train_form"):
@@ -50,9 +44,8 @@ def launch_form() -> None:
     if submitted:
         ok, config = call("Config", build_config, cls, raw)
         if ok:
-            ok, run = call("Launch", launch, store(), config)
+            ok, rid = call("Launch", launch_training, store(), config)
             if ok:
-                rid = field(run, "id", run)
                 st.session_state["train_focus"] = str(rid)
                 st.session_state["train_flash"] = f"Launched run `{rid}`."
                 st.rerun()
@@ -105,7 +98,8 @@ def live_view(all_runs: list[dict]) -> None:
 
 def run_controls(run: dict) -> None:
     frac = runs.progress(run)
-    label = f"{STATE_ICONS.get(run['state'], '')} **{run.get('name') or run['id']}** — {run['state']}"
+    label = (f"{STATE_ICONS.get(run['state'], '')} **{literal(run.get('name') or run['id'])}** "
+             f"— {run['state']}")
     with st.container(border=True):
         top, b1, b2 = st.columns([6, 1, 1])
         top.markdown(label)
@@ -113,21 +107,18 @@ def run_controls(run: dict) -> None:
             top.progress(frac, text=f"{frac:.0%}")
         if run["state"] in runs.ACTIVE and b1.button("Cancel", key=f"cancel-{run['id']}",
                                                      icon=":material/stop_circle:"):
-            act("Cancel", canceller(), run["id"])
+            act("Cancel", cancel, run["id"])
         if run["state"] in ("failed", "cancelled") and b2.button(
                 "Resume", key=f"resume-{run['id']}", icon=":material/play_circle:"):
-            act("Resume", resumer(), run["id"])
+            act("Resume", resume, run["id"])
         if run.get("error"):
-            st.error(run["error"])
+            st.error(literal(run["error"]))
         tail = runs.log_tail(run)
         with st.expander("Log tail", expanded=run["state"] in runs.ACTIVE):
             st.code(tail or "(no log yet)", language=None)
 
 
 def act(action: str, fn, run_id: str) -> None:
-    if fn is None:
-        not_available(action)
-        return
     ok, _ = call(action, fn, store(), run_id)
     if ok:
         st.rerun(scope="app")

@@ -1,204 +1,79 @@
-"""`studio demo`: the evaluation-driven loop end to end on a CPU, with this run's real numbers.
+"""The demo's steps in the order a user would take them: build the base model, import, dedup
+and heuristics, train on raw data, score by loss and filter, train curated and curated+replay,
+evaluate all four checkpoints through one backend, compare with paired statistics.
 
 Why: the studio's promise is that curation decisions are judged by evaluation. This module
-only orchestrates library calls (curation, training, evals) in the order a user would make
-them, times each step and collects the figures; every number in the result comes from the
-runs of this invocation and nothing is adjusted.
-
-    result = run_demo(Path("studio-workspace"), seed=0, quick=False, progress=print)
+only orchestrates library calls (curation, training, evals), times each step and collects the
+figures; every number in the result comes from the runs of this invocation and nothing is
+adjusted.
 """
 
 from __future__ import annotations
 
-import time
+import os
+import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+from huggingface_hub.utils import disable_progress_bars
+from sklearn.metrics import roc_auc_score
+from transformers.utils import logging as hf_logging
+
+from curation.browse import filter_version
+from curation.datasets import list_datasets, load_rows, resolve_ref
+from curation.dedup import dedup
 from curation.errors import StudioError
+from curation.filters import Condition
+from curation.importer import import_file
+from curation.noisy_labels import drop_high_loss, row_losses
+from curation.scoring import score
 from curation.store import Store
+from curation.versions import lineage
 from curation.workspace import Workspace
-from studio.demo_data import DemoData, DemoDataConfig, build_demo_data
-
-Progress = Callable[[str], None]
-LABELS = ("base", "raw", "curated", "curated+replay")
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """What the demo decides; the presets are the full ~10-minute demo and the quick CI one."""
-
-    data: DemoDataConfig = field(default_factory=DemoDataConfig)
-    pretrain_steps: int = 1000        # tiny base model pretraining: 1000 steps already solve the
-    #                                   general suite (100%), in a third of the default's time
-    train_steps: int = 300            # LoRA optimizer steps per run (same for all three runs)
-    learning_rate: float = 2e-3       # LoRA peak lr (1e-3 left join_dash unlearnt in 300 steps;
-    #                                   3e-3 destroyed everything in the tiny-model note)
-    lr_scheduler: str = "constant"    # constant lr, no warm-up: with cosine + warm-up + clipping at
-    max_grad_norm: float = 100.0      # 1.0, 300 steps left join_dash unlearnt even on clean rows
-    batch_size: int = 16              # examples per step
-    lora_r: int = 16                  # LoRA rank (a rank vLLM accepts)
-    near_dup_threshold: float = 0.8   # MinHash Jaccard threshold for near duplicates
-    min_response_chars: int = 1       # heuristic: responses shorter than this (stripped) are dropped
-    replay_fraction: float = 0.3      # replay rows added to the curated set, as a share of it
-    backend: str = "vllm"             # evaluation backend; 'hf' only when vLLM is missing
-    threads: int = 1                  # torch threads for training/scoring: on shared cores 2 threads
-    #                                   were 7x slower per LoRA step than 1 (OpenMP spin-waits)
-
-    def __post_init__(self) -> None:
-        for name in ("pretrain_steps", "train_steps", "batch_size", "lora_r", "threads"):
-            if getattr(self, name) < 1:
-                raise StudioError(f"demo settings: field '{name}' must be >= 1")
-        if not 0 < self.near_dup_threshold <= 1:
-            raise StudioError("demo settings: field 'near_dup_threshold' must be in (0, 1]")
-        if not 0 <= self.replay_fraction <= 1:
-            raise StudioError("demo settings: field 'replay_fraction' must be in [0, 1]")
-        if self.backend not in ("vllm", "hf"):
-            raise StudioError(f"demo settings: field 'backend' must be vllm or hf, got {self.backend!r}")
-
-    @classmethod
-    def preset(cls, quick: bool) -> DemoSettings:
-        if quick:
-            return cls(data=DemoDataConfig.preset(quick=True), pretrain_steps=150,
-                       train_steps=30)
-        return cls()
-
-
-@dataclass
-class StepTiming:
-    name: str
-    seconds: float
-    estimate_s: float
-
-
-@dataclass
-class Score:
-    """Mean of a checkpoint on a suite with its 95% CI and n."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-
-@dataclass
-class Paired:
-    """candidate - baseline on the same examples: paired bootstrap CI and McNemar p."""
-
-    baseline: str
-    candidate: str
-    baseline_mean: float
-    candidate_mean: float
-    diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    n: int
-
-
-@dataclass
-class DemoResult:
-    workspace: str
-    seed: int
-    quick: bool
-    backend: str
-    base_model: str
-    dataset: str
-    versions: dict[str, str]           # 'raw', 'heuristic', 'curated', 'replay' -> dataset refs
-    lineage: list[str]                 # curated version's chain back to the import
-    curation: dict                     # counts per step + precision/recall vs what was planted
-    checkpoints: dict[str, str]        # label -> checkpoint id
-    suites: dict[str, str]             # 'task' / 'general' -> suite name
-    scores: dict[str, dict[str, Score]]  # suite role -> label -> Score
-    curated_vs_raw: Paired             # on the held-out task suite
-    forgetting: dict[str, Paired]      # label -> (run - base) on the general suite
-    replay_effect: Paired              # curated+replay - curated on the general suite
-    steps: list[StepTiming] = field(default_factory=list)
-    total_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class _Clock:
-    """Prints 'step i/n: title (estimate)' and records how long each step took."""
-
-    def __init__(self, plan: list[tuple[str, float]], progress: Progress):
-        self.plan = dict(plan)
-        self.order = [name for name, _ in plan]
-        self.progress = progress
-        self.steps: list[StepTiming] = []
-        self.t0 = time.perf_counter()
-
-    def step(self, name: str, detail: str = "") -> _Step:
-        return _Step(self, name, detail)
-
-
-class _Step:
-    def __init__(self, clock: _Clock, name: str, detail: str):
-        self.clock, self.name, self.detail = clock, name, detail
-
-    def __enter__(self) -> _Step:
-        c = self.clock
-        i = c.order.index(self.name) + 1
-        left = sum(c.plan[n] for n in c.order[i - 1:])
-        c.progress(f"[{i}/{len(c.order)}] {self.name}{': ' + self.detail if self.detail else ''} "
-                   f"(~{c.plan[self.name]:.0f}s; ~{left / 60:.1f} min left)")
-        self.t = time.perf_counter()
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            secs = time.perf_counter() - self.t
-            self.clock.steps.append(StepTiming(self.name, round(secs, 1), self.clock.plan[self.name]))
-            self.clock.progress(f"      done in {secs:.1f}s")
-
-
-# Estimates (seconds) measured on 2 shared CPU cores; printed so users know what to expect.
-FULL_PLAN = [("base model", 130.0), ("import", 2.0), ("dedup + heuristics", 3.0),
-             ("train raw", 40.0), ("loss score + filter", 5.0), ("train curated", 30.0),
-             ("train curated+replay", 30.0), ("evaluate", 60.0), ("compare", 1.0)]
-QUICK_PLAN = [("base model", 25.0), ("import", 2.0), ("dedup + heuristics", 3.0),
-              ("train raw", 15.0), ("loss score + filter", 5.0), ("train curated", 15.0),
-              ("train curated+replay", 15.0), ("evaluate", 90.0), ("compare", 1.0)]
+from evals.backends import get_backend
+from evals.compare import compare_results
+from evals.evaluate import evaluate
+from evals.suites import suite_from_file
+from studio.demo.clock import Clock, Progress
+from studio.demo.data import DemoData, build_demo_data
+from studio.demo.result import DemoResult, Paired, Score
+from studio.demo.settings import FULL_PLAN, LABELS, QUICK_PLAN, DemoSettings
+from training import jobs
+from training.checkpoints import base_checkpoint_id, list_checkpoints
+from training.checkpoints import resolve as resolve_model
+from training.config import TrainConfig
+from training.data import write_jsonl
+from training.launcher import launch_training
+from training.merge import merge_checkpoint
+from training.tiny_model import TinyModelConfig, build_tiny_model
 
 
 def _quiet_libraries() -> None:
     """Our progress lines only: no per-file progress bars from transformers / HF hub."""
-    import os
-
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     # vLLM's own log handler writes to stdout, which `--json` keeps for the result; unconfigured,
     # its warnings reach stderr through Python's last-resort handler.
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _set_threads(n: int) -> None:
     """Torch threads here and in the job processes (they inherit the environment); the model
     builder and the trainer read STUDIO_TORCH_THREADS."""
-    import os
-
     os.environ["OMP_NUM_THREADS"] = str(n)
     os.environ["STUDIO_TORCH_THREADS"] = str(n)
-    import torch
-
     torch.set_num_threads(n)
 
 
 def _unique_name(store: Store, base: str) -> str:
     """`base`, or `base-2`, `base-3`... when an earlier demo in this workspace took it."""
-    taken = {r["name"] for r in store.query("SELECT name FROM datasets WHERE name LIKE ?",
-                                            [base + "%"])}
+    taken = {d["name"] for d in list_datasets(store)}
     if base not in taken:
         return base
     k = 2
@@ -208,8 +83,6 @@ def _unique_name(store: Store, base: str) -> str:
 
 
 def base_model_path(workspace: Workspace, pretrain_steps: int) -> Path:
-    from training.tiny_model import TinyModelConfig
-
     return workspace.models_dir / f"tiny-{TinyModelConfig(pretrain_steps=pretrain_steps).fingerprint()}"
 
 
@@ -219,8 +92,6 @@ def _is_built(path: Path) -> bool:
 
 def ensure_base_model(workspace: Workspace, pretrain_steps: int, progress: Progress) -> Path:
     """The offline tiny model, cached in models/ under its config fingerprint."""
-    from training.tiny_model import TinyModelConfig, build_tiny_model
-
     cfg = TinyModelConfig(pretrain_steps=pretrain_steps)
     path = base_model_path(workspace, pretrain_steps)
     if _is_built(path):
@@ -252,7 +123,7 @@ def pick_backend(requested: str, progress: Progress) -> tuple[str, list[str]]:
     """vLLM when it imports; otherwise HF, said loudly (the numbers stay real, only slower)."""
     if requested != "vllm":
         return requested, []
-    try:
+    try:  # a probe, not a use: vLLM is optional and loads only when it evaluates
         import vllm  # noqa: F401
     except Exception as exc:  # vLLM's import can fail in many ways; any of them means "absent"
         note = (f"WARNING: vLLM is not usable here ({type(exc).__name__}: {exc}); "
@@ -265,10 +136,6 @@ def pick_backend(requested: str, progress: Progress) -> tuple[str, list[str]]:
 def _evaluate_all(store: Store, suites: dict[str, str], checkpoints: dict[str, str],
                   backend_name: str) -> dict:
     """Every checkpoint on both suites through ONE backend instance (one vLLM engine)."""
-    from evals.backends import get_backend
-    from evals.evaluate import evaluate
-    from evals.models import resolve_model
-
     refs = [resolve_model(store, c) for c in checkpoints.values()]
     options = {"max_model_len": 128} if backend_name == "vllm" else {}
     backend = get_backend(backend_name, refs, **options)
@@ -280,8 +147,6 @@ def _evaluate_all(store: Store, suites: dict[str, str], checkpoints: dict[str, s
 
 
 def _make_suites(store: Store, data: DemoData, seed: int) -> dict[str, str]:
-    from evals.suites import suite_from_file
-
     names = {"task": f"demo-heldout-s{seed}", "general": f"demo-general-s{seed}"}
     sampling = {"max_new_tokens": 16}
     suite_from_file(store, names["task"], data.heldout_path, replace=True, role="task",
@@ -302,7 +167,7 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
     plan = list(QUICK_PLAN if quick else FULL_PLAN)
     if _is_built(base_model_path(ws, settings.pretrain_steps)):
         plan[0] = ("base model", 1.0)
-    clock = _Clock(plan, progress)
+    clock = Clock(plan, progress)
     backend, notes = pick_backend(settings.backend, progress)
 
     with clock.step("base model", f"tiny Llama, {settings.pretrain_steps} pretraining steps"):
@@ -334,13 +199,11 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
         replay_ref = _replay_mix(store, curated_ref, imported["replay"], settings, seed)
         replay_ckpt = train(replay_ref, "demo-curated-replay")
 
-    checkpoints = dict(zip(LABELS, (f"base:{model}", raw_ckpt, curated_ckpt, replay_ckpt), strict=True))
+    checkpoints = dict(zip(LABELS, (base_checkpoint_id(model), raw_ckpt, curated_ckpt, replay_ckpt), strict=True))
     with clock.step("evaluate", f"4 checkpoints x 2 suites through {backend}"):
         results = _evaluate_all(store, suites, checkpoints, backend)
 
     with clock.step("compare", "paired statistics"):
-        from evals.compare import compare_results
-
         task, general = results["task"], results["general"]
         c = checkpoints
         curated_vs_raw = _paired(compare_results(task, c["raw"], c["curated"], seed=seed))
@@ -360,19 +223,14 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
         lineage=_lineage(store, curated_ref), curation=curation, checkpoints=checkpoints,
         suites=suites, scores=scores, curated_vs_raw=curated_vs_raw, forgetting=forgetting,
         replay_effect=replay_effect, steps=clock.steps,
-        total_s=round(time.perf_counter() - clock.t0, 1), notes=notes)
+        total_s=clock.elapsed(), notes=notes)
 
 
 def _rows(store: Store, ref: str) -> list[dict]:
-    from curation.datasets import load_rows
-
     return load_rows(store, ref)
 
 
 def _lineage(store: Store, ref: str) -> list[str]:
-    from curation.datasets import resolve_ref
-    from curation.versions import lineage
-
     dataset, version = resolve_ref(store, ref)
     with store.connect() as con:
         chain = lineage(con, dataset, version)
@@ -381,8 +239,6 @@ def _lineage(store: Store, ref: str) -> list[str]:
 
 def _import(store: Store, data: DemoData, dataset: str) -> dict[str, str]:
     """The noisy training file and the replay rows, each as a dataset (version v1)."""
-    from curation.importer import import_file
-
     raw = import_file(store, data.train_path, dataset)
     replay = import_file(store, data.replay_path, f"{dataset}-replay")
     return {"raw": f"{raw['name']}@{raw['version']}",
@@ -392,11 +248,6 @@ def _import(store: Store, data: DemoData, dataset: str) -> dict[str, str]:
 def _replay_mix(store: Store, curated_ref: str, replay_ref: str, settings: DemoSettings,
                 seed: int) -> str:
     """curated rows + a seeded sample of replay rows, imported as their own dataset."""
-    import random
-
-    from curation.importer import import_file
-    from training.data import write_jsonl
-
     curated = _rows(store, curated_ref)
     replay = _rows(store, replay_ref)
     k = min(len(replay), round(settings.replay_fraction * len(curated)))
@@ -413,11 +264,6 @@ def _replay_mix(store: Store, curated_ref: str, replay_ref: str, settings: DemoS
 def _trainer(store: Store, model: Path, settings: DemoSettings, seed: int,
              progress: Progress) -> Callable[[str, str], str]:
     """A function that trains one LoRA run on a dataset ref (as a durable job) -> checkpoint id."""
-    from training import jobs
-    from training.checkpoints import list_checkpoints
-    from training.config import TrainConfig
-    from training.launcher import launch_training
-
     def train(ref: str, name: str) -> str:
         cfg = TrainConfig(base_model=str(model), dataset=ref, name=name, lora_r=settings.lora_r,
                           lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
@@ -460,11 +306,6 @@ def _kept(store: Store, ref: str) -> int:
 def _dedup_and_heuristics(store: Store, raw_ref: str, settings: DemoSettings
                           ) -> tuple[list[dict], str]:
     """Exact dedup, near dedup, heuristic scores, then a filter dropping empty answers + dups."""
-    from curation.browse import filter_version
-    from curation.dedup import dedup
-    from curation.filters import Condition
-    from curation.scoring import score
-
     n_raw = _kept(store, raw_ref)
     exact = dedup(store, raw_ref, method="exact")
     exact["n_kept"] = _kept(store, exact["ref"])
@@ -484,13 +325,6 @@ def _dedup_and_heuristics(store: Store, raw_ref: str, settings: DemoSettings
 def _loss_filter(store: Store, ref: str, raw_ckpt: str, data: DemoData, seed: int
                  ) -> tuple[str, dict, float | None]:
     """Score every row by its response loss under the raw-tuned model, drop the high-loss mode."""
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
-
-    from curation.noisy_labels import drop_high_loss, row_losses
-    from curation.scoring import score
-    from training.merge import merge_checkpoint
-
     n_in = _kept(store, ref)
     merged = store.workspace.models_dir / ("merged-" + raw_ckpt.replace("/", "-"))
     if not (merged / "config.json").exists():

@@ -1,0 +1,62 @@
+"""The demo's figures: every number comes from the runs of one invocation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StepTiming:
+    name: str
+    seconds: float
+    estimate_s: float
+
+
+@dataclass
+class Score:
+    """Mean of a checkpoint on a suite with its 95% CI and n."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+@dataclass
+class Paired:
+    """candidate - baseline on the same examples: paired bootstrap CI and McNemar p."""
+
+    baseline: str
+    candidate: str
+    baseline_mean: float
+    candidate_mean: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+
+
+@dataclass
+class DemoResult:
+    workspace: str
+    seed: int
+    quick: bool
+    backend: str
+    base_model: str
+    dataset: str
+    versions: dict[str, str]           # 'raw', 'heuristic', 'curated', 'replay' -> dataset refs
+    lineage: list[str]                 # curated version's chain back to the import
+    curation: dict                     # counts per step + precision/recall vs what was planted
+    checkpoints: dict[str, str]        # label -> checkpoint id
+    suites: dict[str, str]             # 'task' / 'general' -> suite name
+    scores: dict[str, dict[str, Score]]  # suite role -> label -> Score
+    curated_vs_raw: Paired             # on the held-out task suite
+    forgetting: dict[str, Paired]      # label -> (run - base) on the general suite
+    replay_effect: Paired              # curated+replay - curated on the general suite
+    steps: list[StepTiming] = field(default_factory=list)
+    total_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,60 @@
+"""What the demo decides: one frozen dataclass with the full and quick presets, the step
+plan with time estimates, and the labels of the four checkpoints it compares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from curation.errors import StudioError
+from studio.demo.data import DemoDataConfig
+
+LABELS = ("base", "raw", "curated", "curated+replay")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo decides; the presets are the full ~10-minute demo and the quick CI one."""
+
+    data: DemoDataConfig = field(default_factory=DemoDataConfig)
+    pretrain_steps: int = 1000        # tiny base model pretraining: 1000 steps already solve the
+    #                                   general suite (100%), in a third of the default's time
+    train_steps: int = 300            # LoRA optimizer steps per run (same for all three runs)
+    learning_rate: float = 2e-3       # LoRA peak lr (1e-3 left join_dash unlearnt in 300 steps;
+    #                                   3e-3 destroyed everything in the tiny-model note)
+    lr_scheduler: str = "constant"    # constant lr, no warm-up: with cosine + warm-up + clipping at
+    max_grad_norm: float = 100.0      # 1.0, 300 steps left join_dash unlearnt even on clean rows
+    batch_size: int = 16              # examples per step
+    lora_r: int = 16                  # LoRA rank (a rank vLLM accepts)
+    near_dup_threshold: float = 0.8   # MinHash Jaccard threshold for near duplicates
+    min_response_chars: int = 1       # heuristic: responses shorter than this (stripped) are dropped
+    replay_fraction: float = 0.3      # replay rows added to the curated set, as a share of it
+    backend: str = "vllm"             # evaluation backend; 'hf' only when vLLM is missing
+    threads: int = 1                  # torch threads for training/scoring: on shared cores 2 threads
+    #                                   were 7x slower per LoRA step than 1 (OpenMP spin-waits)
+
+    def __post_init__(self) -> None:
+        for name in ("pretrain_steps", "train_steps", "batch_size", "lora_r", "threads"):
+            if getattr(self, name) < 1:
+                raise StudioError(f"demo settings: field '{name}' must be >= 1")
+        if not 0 < self.near_dup_threshold <= 1:
+            raise StudioError("demo settings: field 'near_dup_threshold' must be in (0, 1]")
+        if not 0 <= self.replay_fraction <= 1:
+            raise StudioError("demo settings: field 'replay_fraction' must be in [0, 1]")
+        if self.backend not in ("vllm", "hf"):
+            raise StudioError(f"demo settings: field 'backend' must be vllm or hf, got {self.backend!r}")
+
+    @classmethod
+    def preset(cls, quick: bool) -> DemoSettings:
+        if quick:
+            return cls(data=DemoDataConfig.preset(quick=True), pretrain_steps=150,
+                       train_steps=30)
+        return cls()
+
+
+# Estimates (seconds) measured on 2 shared CPU cores; printed so users know what to expect.
+FULL_PLAN = [("base model", 130.0), ("import", 2.0), ("dedup + heuristics", 3.0),
+             ("train raw", 40.0), ("loss score + filter", 5.0), ("train curated", 30.0),
+             ("train curated+replay", 30.0), ("evaluate", 60.0), ("compare", 1.0)]
+QUICK_PLAN = [("base model", 25.0), ("import", 2.0), ("dedup + heuristics", 3.0),
+              ("train raw", 15.0), ("loss score + filter", 5.0), ("train curated", 15.0),
+              ("train curated+replay", 15.0), ("evaluate", 90.0), ("compare", 1.0)]

@@ -1,0 +1,49 @@
+"""This browser session's workspace, and how pages show a library's errors.
+
+The DuckDB file is never held across reruns: every action makes a `Store` (cheap, holds no
+connection) and takes a short-lived connection through it. Pages import the libraries
+directly; this module only knows which workspace the session looks at.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from curation.errors import StudioError
+from curation.store import Store
+from curation.workspace import resolve_workspace_path
+from studio.ui.text import literal
+
+WORKSPACE_KEY = "studio_workspace"
+
+
+def workspace_path() -> Path:
+    """The workspace chosen in the sidebar picker, else $STUDIO_WORKSPACE, else the default."""
+    chosen = st.session_state.get(WORKSPACE_KEY)
+    return resolve_workspace_path(chosen or os.environ.get("STUDIO_WORKSPACE"))
+
+
+def set_workspace(path: str) -> None:
+    """Switch this browser session to another workspace folder (created if missing)."""
+    if not path.strip():
+        raise StudioError("workspace path is empty")
+    st.session_state[WORKSPACE_KEY] = str(resolve_workspace_path(path.strip()))
+
+
+def store() -> Store:
+    """A fresh Store for one action; it opens connections only inside `connect()` blocks."""
+    return Store(workspace_path())
+
+
+def call(action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+    """Run a library call; on StudioError show the message and return (False, None)."""
+    try:
+        return True, fn(*args, **kwargs)
+    except StudioError as exc:
+        st.error(f"{action} failed: {literal(exc)}", icon=":material/error:")
+        return False, None

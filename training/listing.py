@@ -1,0 +1,25 @@
+"""Listings the front ends show: checkpoint ids in comparison order and run names.
+
+Runs themselves are listed by `training.jobs.list_runs` (it ingests run folders first).
+"""
+
+from __future__ import annotations
+
+
+def checkpoint_ids(store) -> list[str]:
+    """Base models first, then run checkpoints by run and step (the order a user compares them in)."""
+    return [r["id"] for r in store.query(
+        "SELECT id FROM checkpoints ORDER BY (run_id IS NOT NULL), run_id, step, id")]
+
+
+def run_names(store) -> dict[str, str]:
+    """run id -> the name the user gave it (runs without one are left out)."""
+    return {r["id"]: r["name"] for r in store.query("SELECT id, name FROM runs WHERE name <> ''")}
+
+
+def model_folders(models_dir) -> list[str]:
+    """Models built in a workspace's models/ folder (e.g. the offline tiny model), as
+    base-model suggestions."""
+    if not models_dir.exists():
+        return []
+    return sorted(str(p) for p in models_dir.iterdir() if (p / "config.json").exists())
