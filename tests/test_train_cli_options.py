@@ -19,7 +19,7 @@ NON_DEFAULT = {
     "max_seq_len": 128, "seed": 7, "gradient_checkpointing": True, "precision": "fp32",
     "qlora_4bit": True, "packing": False, "completion_only": False, "eval_fraction": 0.2,
     "eval_steps": 5, "early_stopping_patience": 2, "save_steps": 5, "logging_steps": 1,
-    "trust_remote_code": True,
+    "trust_remote_code": True, "report_to": ["mlflow"],
 }
 
 
