@@ -3,8 +3,9 @@
 Each run yields clusters (`version_rows.dup_cluster`); in each cluster one keeper stays
 `is_dup = false`, the others are flagged. Training and export skip flagged rows; the UI shows a
 cluster's members side by side (`cluster_members`) and the user can choose other keepers
-(`save_keepers`, a new version). Methods: exact (hash of text normalized for case, whitespace,
-punctuation, in SQL), near (MinHash LSH, `near_dedup`), semantic (embeddings, `semantic`).
+(`save_keepers`, a new version). Every method compares the whole conversation: system prompt
+and every turn. Methods: exact (hash of the text normalized only for Unicode form, case and
+whitespace, in SQL), near (MinHash LSH, `near_dedup`), semantic (embeddings, `semantic`).
 Long work runs outside any database connection: read, close, compute, write in one transaction.
 """
 
@@ -12,20 +13,54 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from curation import versions as V
 from curation.datasets import _resolve
 from curation.errors import StudioError
-from curation.near_dedup import MinHashConfig, clusters_from_pairs, near_duplicate_pairs
 from curation.store import Store
 
+if TYPE_CHECKING:
+    from curation.near_dedup import MinHashConfig
+
 Progress = Callable[[int, int], None]
-METHODS = ("exact", "near", "semantic")
+DEDUP_METHODS = ("exact", "near", "semantic")
+METHODS = DEDUP_METHODS  # older name
 DEFAULT_THRESHOLD = {"near": 0.8, "semantic": 0.9}
-_TEXT_SQL = "concat_ws(chr(10), r.system, r.instruction, r.response)"
-_NORM_SQL = (f"trim(regexp_replace(lower({_TEXT_SQL}), '[^\\p{{L}}\\p{{N}}]+', ' ', 'g'))")
+EXACT_NORMALIZATION = ("Unicode NFKC (full-width letters, ligatures, non-breaking spaces), lower "
+                       "case, runs of whitespace as one space, no leading/trailing whitespace; "
+                       "punctuation, operators, signs and symbols are kept")
+
+
+def _turns_sql(with_roles: bool) -> str:
+    """SQL text of a row's whole conversation (`r.messages`: system prompt and every turn), one
+    line per message; fields beside role and content (tool calls, names) are appended as
+    key=JSON so that conversations differing only there stay distinct."""
+    extras = ("nullif(array_to_string(list_transform(list_filter(json_keys(m), lambda k: "
+              "k NOT IN ('role', 'content')), lambda k: k || '=' || "
+              "CAST(json_extract(m, '$.\"' || k || '\"') AS VARCHAR)), ' '), '')")
+    role = "coalesce(m->>'role', '') || ': ', " if with_roles else ""
+    return (f"array_to_string(list_transform(CAST(json_extract(r.messages, '$[*]') AS JSON[]), "
+            f"lambda m: concat_ws(' ', {role}m->>'content', {extras})), chr(10))")
+
+
+_TEXT_SQL = _turns_sql(with_roles=False)  # what near and semantic dedup compare
+_EXACT_KEY_SQL = f"md5(studio_exact_norm({_turns_sql(with_roles=True)}))"
+
+
+def exact_normalize(texts):
+    """The exact-dedup normalization (EXACT_NORMALIZATION) of an Arrow string array, vectorized
+    in Arrow's C++ kernels; DuckDB calls it as the SQL function `studio_exact_norm`."""
+    import pyarrow.compute as pc
+
+    out = pc.utf8_lower(pc.utf8_normalize(texts, form="NFKC"))
+    out = pc.replace_substring_regex(out, pattern=r"[\s\p{Z}\x{85}]+", replacement=" ")
+    return pc.utf8_trim_whitespace(out)
+
+
+def _register_normalizer(con) -> None:
+    con.create_function("studio_exact_norm", exact_normalize, ["VARCHAR"], "VARCHAR",
+                        type="arrow", side_effects=False)
 
 
 def _keep_order(keep: str, con, dataset: str, chain: list[str]) -> tuple[str, str, list]:
@@ -73,14 +108,16 @@ def dedup(store: Store, ref: str, method: str = "exact", threshold: float | None
     """Cluster duplicates of a version and save a new version with non-keepers flagged.
 
     Returns {ref, parent, n_rows, n_clusters, n_flagged}."""
-    if method not in METHODS:
-        raise StudioError(f"dedup: unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if method not in DEDUP_METHODS:
+        raise StudioError(f"dedup: unknown method {method!r}; use one of "
+                          f"{', '.join(DEDUP_METHODS)}")
     params: dict = {}
     if method == "exact":
         with store.transaction() as con:
             dataset, version = _resolve(con, ref)
+            _register_normalizer(con)
             con.execute(f"CREATE TEMP TABLE _clusters AS SELECT vr.uid, "
-                        f"'x' || substr(md5({_NORM_SQL}), 1, 12) AS cluster "
+                        f"'x' || substr({_EXACT_KEY_SQL}, 1, 20) AS cluster "
                         "FROM version_rows vr JOIN rows r ON r.uid = vr.uid "
                         "WHERE vr.dataset = ? AND vr.version = ? AND NOT vr.is_dup",
                         [dataset, version])
@@ -95,6 +132,8 @@ def dedup(store: Store, ref: str, method: str = "exact", threshold: float | None
     uids = [u for u, _ in got]
     texts = [t for _, t in got]
     del got
+    from curation.near_dedup import MinHashConfig, clusters_from_pairs, near_duplicate_pairs
+
     if method == "near":
         cfg = MinHashConfig(threshold=threshold, num_perm=num_perm, ngram=ngram)
         sig = _cached_signatures(store, dataset, version, uids, texts, cfg, progress)
@@ -125,6 +164,8 @@ def _cached_signatures(store: Store, dataset: str, version: str, uids: list[str]
     """Signatures of a version, cached in `<workspace>/cache/minhash/`: versions are immutable,
     so trying another threshold on the same version reuses them (no recomputation)."""
     import hashlib
+
+    import numpy as np
 
     from curation.near_dedup import signatures
 

@@ -77,8 +77,8 @@ def test_near_duplicates_between_reports_cross_pairs_only():
 def test_exact_dedup_normalizes_and_keeps_by_policy(store, tmp_path):
     _import(store, tmp_path, "e", [
         {"id": "a", "instruction": "What is DuckDB?", "output": "A database."},
-        {"id": "b", "instruction": "what is duckdb", "output": "a   database!!"},
-        {"id": "c", "instruction": "What is DuckDB?", "output": "A database"},
+        {"id": "b", "instruction": "what  is DUCKDB?", "output": "a   database. "},
+        {"id": "c", "instruction": "What is DuckDB?", "output": "A\tdatabase."},
         {"id": "d", "instruction": "Other", "output": "Different."},
     ])
     got = dedup(store, "e", "exact")

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import click
 
+from curation.dedup import DEDUP_METHODS
 from curation.errors import StudioError
 from studio.cli.common import cli, emit, get_store, json_option, table
 
@@ -135,8 +136,11 @@ def filter_cmd(ctx, ref, where, out, as_json):
 
 @cli.command("dedup")
 @click.argument("ref")
-@click.option("--method", type=click.Choice(["exact", "near", "semantic"]), default="exact",
-              show_default=True)
+@click.option("--method", type=click.Choice(DEDUP_METHODS), default="exact",
+              show_default=True,
+              help="exact: same whole conversation after normalizing Unicode (NFKC), case and "
+                   "whitespace only (punctuation, operators, signs and symbols count); near: "
+                   "MinHash Jaccard of word 3-grams; semantic: embedding cosine.")
 @click.option("--threshold", type=float, default=None,
               help="near: Jaccard (default 0.8); semantic: cosine (default 0.9).")
 @click.option("--keep", default="first", show_default=True,
@@ -148,7 +152,9 @@ def filter_cmd(ctx, ref, where, out, as_json):
 @json_option
 @click.pass_context
 def dedup_cmd(ctx, ref, method, threshold, keep, model, num_perm, ngram, out, as_json):
-    """Flag duplicates of NAME[@VERSION] (one keeper per cluster) in a new version."""
+    """Flag duplicates of NAME[@VERSION] (one keeper per cluster) in a new version.
+
+    Every method compares the whole conversation: system prompt and every turn."""
     from curation.dedup import dedup
 
     with progress_bar(f"dedup {method}") as cb:
