@@ -82,24 +82,23 @@ def _keep_order(keep: str, con, dataset: str, chain: list[str]) -> tuple[str, st
     raise StudioError(f"dedup: unknown keeper policy {keep!r}; use first, longest or score:NAME")
 
 
-def _write(con, dataset: str, version: str, keep: str, method: str, params: dict,
-           out: str | None) -> str:
-    """New version from temp table `_clusters(uid, cluster)`: keeper per cluster by policy."""
-    chain = V.lineage(con, dataset, version)
-    join, order, kparams = _keep_order(keep, con, dataset, chain)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _flags AS
-        SELECT c.uid, c.cluster,
-               row_number() OVER (PARTITION BY c.cluster ORDER BY {order}, r.uid) > 1 AS is_dup
-        FROM _clusters c JOIN rows r ON r.uid = c.uid
-        JOIN version_rows vr ON vr.uid = c.uid AND vr.dataset = ? AND vr.version = ?{join}
-        WHERE c.cluster IN (SELECT cluster FROM _clusters GROUP BY 1 HAVING count(*) > 1)""",
-                [dataset, version, *kparams])
+def _write(con, dataset: str, version: str, method: str, params: dict, name: str) -> str:
+    """New version from temp table `_flags(uid, cluster, is_dup, keeper, similarity)` (members
+    of clusters of two or more); the similarities go to `dup_similarity`."""
     sql = ("SELECT vr.uid, vr.split, coalesce(f.cluster, vr.dup_cluster) AS dup_cluster, "
            "coalesce(f.is_dup, vr.is_dup) AS is_dup FROM version_rows vr "
            "LEFT JOIN _flags f ON f.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ?")
-    return V.create_version(con, dataset, version, "dedup", {"method": method, "keep": keep,
-                            **params}, sql, [dataset, version], out)
+    name = V.create_version(con, dataset, version, "dedup", {"method": method, **params}, sql,
+                            [dataset, version], name)
+    con.execute("INSERT INTO dup_similarity SELECT ?, ?, cluster, uid, keeper, similarity "
+                "FROM _flags", [dataset, name])
+    return name
+
+
+def _new_name(con, dataset: str, out: str | None) -> str:
+    """The new version's name, known before writing: cluster ids carry it, so ids from two
+    dedup runs in one lineage never collide."""
+    return V.check_name(out) if out else V.next_version_name(con, dataset)
 
 
 def dedup(store: Store, ref: str, method: str = "exact", threshold: float | None = None,
@@ -107,55 +106,88 @@ def dedup(store: Store, ref: str, method: str = "exact", threshold: float | None
           num_perm: int = 128, ngram: int = 3, progress: Progress | None = None) -> dict:
     """Cluster duplicates of a version and save a new version with non-keepers flagged.
 
-    Returns {ref, parent, n_rows, n_clusters, n_flagged}."""
+    Near and semantic dedup use leader clustering (`clustering`): rows are visited in the
+    keeper policy's order and each flagged row is within the threshold of its keeper.
+    Returns {ref, parent, n_rows, n_kept, n_flagged, n_clusters}."""
     if method not in DEDUP_METHODS:
         raise StudioError(f"dedup: unknown method {method!r}; use one of "
                           f"{', '.join(DEDUP_METHODS)}")
-    params: dict = {}
+    params: dict = {"keep": keep}
     if method == "exact":
         with store.transaction() as con:
             dataset, version = _resolve(con, ref)
+            join, order, kparams = _keep_order(keep, con, dataset, V.lineage(con, dataset, version))
+            name = _new_name(con, dataset, out)
             _register_normalizer(con)
-            con.execute(f"CREATE TEMP TABLE _clusters AS SELECT vr.uid, "
-                        f"'x' || substr({_EXACT_KEY_SQL}, 1, 20) AS cluster "
-                        "FROM version_rows vr JOIN rows r ON r.uid = vr.uid "
-                        "WHERE vr.dataset = ? AND vr.version = ? AND NOT vr.is_dup",
-                        [dataset, version])
-            name = _write(con, dataset, version, keep, method, params, out)
+            con.execute(f"""
+                CREATE TEMP TABLE _keys AS
+                SELECT vr.uid, 'x' || substr({_EXACT_KEY_SQL}, 1, 16) || '.' || ? AS cluster
+                FROM version_rows vr JOIN rows r ON r.uid = vr.uid
+                WHERE vr.dataset = ? AND vr.version = ? AND NOT vr.is_dup""",
+                        [name, dataset, version])
+            con.execute(f"""
+                CREATE TEMP TABLE _flags AS
+                SELECT k.uid, k.cluster, row_number() OVER w > 1 AS is_dup,
+                       first_value(k.uid) OVER w AS keeper, 1.0 AS similarity
+                FROM _keys k JOIN rows r ON r.uid = k.uid{join}
+                WHERE k.cluster IN (SELECT cluster FROM _keys GROUP BY 1 HAVING count(*) > 1)
+                WINDOW w AS (PARTITION BY k.cluster ORDER BY {order}, r.uid
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)""",
+                        kparams)
+            _write(con, dataset, version, method, params, name)
             return _summary(con, dataset, version, name)
     threshold = DEFAULT_THRESHOLD[method] if threshold is None else float(threshold)
     with store.connect() as con:  # read, close, compute, then write
         dataset, version = _resolve(con, ref)
-        got = con.execute(f"SELECT vr.uid, {_TEXT_SQL} FROM version_rows vr JOIN rows r "
-                          "ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "
-                          "AND NOT vr.is_dup ORDER BY vr.rowid", [dataset, version]).fetchall()
-    uids = [u for u, _ in got]
-    texts = [t for _, t in got]
+        join, order, kparams = _keep_order(keep, con, dataset, V.lineage(con, dataset, version))
+        got = con.execute(
+            f"SELECT vr.uid, {_TEXT_SQL}, row_number() OVER (ORDER BY {order}, r.uid) - 1 "
+            f"FROM version_rows vr JOIN rows r ON r.uid = vr.uid{join} "
+            "WHERE vr.dataset = ? AND vr.version = ? AND NOT vr.is_dup ORDER BY vr.rowid",
+            [*kparams, dataset, version]).fetchall()
+    uids = [u for u, _, _ in got]
+    texts = [t for _, t, _ in got]
+    priority = [p for _, _, p in got]
     del got
-    from curation.near_dedup import MinHashConfig, clusters_from_pairs, near_duplicate_pairs
+    import numpy as np
 
+    by_priority = np.argsort(np.asarray(priority, dtype=np.int64), kind="stable")
+    ordered = [texts[k] for k in by_priority]
     if method == "near":
+        from curation.clustering import leader_clusters_from_pairs
+        from curation.near_dedup import MinHashConfig, verified_pairs
+
         cfg = MinHashConfig(threshold=threshold, num_perm=num_perm, ngram=ngram)
         sig = _cached_signatures(store, dataset, version, uids, texts, cfg, progress)
-        pairs, _ = near_duplicate_pairs(texts, cfg, progress, sig=sig)
+        pairs, sims = verified_pairs(ordered, cfg, sig[by_priority])
+        found = leader_clusters_from_pairs(len(uids), pairs, sims, threshold)
         params.update(threshold=threshold, num_perm=num_perm, ngram=ngram,
-                      bands=list(cfg.band_layout()))
+                      bands=list(cfg.band_layout()), similarity="jaccard")
     else:
-        from curation.semantic import embed, similar_pairs
-        vecs = embed(texts, model)
-        pairs, _ = similar_pairs(vecs, threshold, progress=progress)
-        params.update(threshold=threshold, model=model or "tfidf-lsa")
-    labels = clusters_from_pairs(len(uids), pairs)
-    prefix = "n" if method == "near" else "s"
+        from curation.semantic import FALLBACK, embed, leader_clusters
+
+        found = leader_clusters(embed(ordered, model), threshold, progress=progress)
+        params.update(threshold=threshold, model=model or FALLBACK, similarity="cosine")
     import pyarrow as pa
-    table = pa.table({"uid": uids, "cluster": [f"{prefix}{k}" for k in labels.tolist()]})
+
+    sizes = found.sizes()
+    member = np.flatnonzero(sizes[found.leader] > 1)  # positions in priority order
+    prefix = "n" if method == "near" else "s"
     with store.transaction() as con:
         if _resolve(con, ref) != (dataset, version):
             raise StudioError(f"dedup: {ref} changed while computing; run again")
-        con.register("_clusters_src", table)
-        con.execute("CREATE TEMP TABLE _clusters AS SELECT * FROM _clusters_src")
-        con.unregister("_clusters_src")
-        name = _write(con, dataset, version, keep, method, params, out)
+        name = _new_name(con, dataset, out)
+        uid_at = np.asarray(uids, dtype=object)[by_priority]
+        table = pa.table({
+            "uid": uid_at[member].tolist(),
+            "cluster": [f"{prefix}{k}.{name}" for k in found.leader[member].tolist()],
+            "is_dup": (found.leader[member] != member).tolist(),
+            "keeper": uid_at[found.leader[member]].tolist(),
+            "similarity": found.similarity[member].astype(np.float64).tolist()})
+        con.register("_flags_src", table)
+        con.execute("CREATE TEMP TABLE _flags AS SELECT * FROM _flags_src")
+        con.unregister("_flags_src")
+        _write(con, dataset, version, method, params, name)
         return _summary(con, dataset, version, name)
 
 
@@ -194,7 +226,8 @@ def _summary(con, dataset: str, parent: str, name: str) -> dict:
 
 
 def clusters(store: Store, ref: str, page: int = 1, page_size: int = 20) -> tuple[list[dict], int]:
-    """Clusters of a dedup version (largest first): id, size, keeper, member rows."""
+    """Clusters of a dedup version (largest first): id, size, keeper, member rows (each with
+    its similarity to the row kept by the dedup run)."""
     with store.connect() as con:
         dataset, version = _resolve(con, ref)
         total = con.execute("SELECT count(DISTINCT dup_cluster) FROM version_rows WHERE "
@@ -204,27 +237,42 @@ def clusters(store: Store, ref: str, page: int = 1, page_size: int = 20) -> tupl
             "SELECT dup_cluster FROM version_rows WHERE dataset = ? AND version = ? "
             "AND dup_cluster IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ? OFFSET ?",
             [dataset, version, page_size, (page - 1) * page_size]).fetchall()]
-    return [_cluster(store, dataset, version, c) for c in ids], total
+        members = _members(con, dataset, version, ids)
+    return [_cluster(c, members.get(c, [])) for c in ids], total
 
 
 def cluster_members(store: Store, ref: str, cluster: str) -> dict:
-    """One cluster: {cluster, size, keeper (uid), members: rows with is_dup}."""
+    """One cluster: {cluster, size, keeper (uid), members: rows with is_dup, similarity}."""
     with store.connect() as con:
         dataset, version = _resolve(con, ref)
-    got = _cluster(store, dataset, version, cluster)
+        got = _cluster(cluster, _members(con, dataset, version, [cluster]).get(cluster, []))
     if not got["members"]:
         raise StudioError(f"{dataset}@{version} has no duplicate cluster {cluster!r}")
     return got
 
 
-def _cluster(store: Store, dataset: str, version: str, cluster: str) -> dict:
-    members = store.query(
-        "SELECT r.uid, r.id, r.instruction, r.response, r.system, r.messages, r.source_file, "
-        "r.source_line, vr.is_dup FROM version_rows vr JOIN rows r ON r.uid = vr.uid "
-        "WHERE vr.dataset = ? AND vr.version = ? AND vr.dup_cluster = ? "
-        "ORDER BY vr.is_dup, r.source_file, r.source_line", [dataset, version, cluster])
-    for m in members:
+def _members(con, dataset: str, version: str, ids: list[str]) -> dict[str, list[dict]]:
+    """Rows of the given clusters, keeper first; each with its `similarity` to the row the
+    dedup run kept (`similar_to`, a uid)."""
+    cur = con.execute(
+        "SELECT vr.dup_cluster AS cluster, r.uid, r.id, r.instruction, r.response, r.system, "
+        "r.messages, r.source_file, r.source_line, vr.is_dup, ds.similarity, "
+        "ds.keeper AS similar_to FROM version_rows vr JOIN rows r ON r.uid = vr.uid "
+        "LEFT JOIN dup_similarity ds ON ds.dataset = vr.dataset AND ds.cluster = vr.dup_cluster "
+        "AND ds.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "
+        "AND list_contains(?, vr.dup_cluster) "
+        "ORDER BY vr.is_dup, ds.similarity DESC NULLS LAST, r.source_file, r.source_line",
+        [dataset, version, ids])
+    cols = [d[0] for d in cur.description]
+    out: dict[str, list[dict]] = {}
+    for row in cur.fetchall():
+        m = dict(zip(cols, row, strict=True))
         m["messages"] = json.loads(m["messages"])
+        out.setdefault(m.pop("cluster"), []).append(m)
+    return out
+
+
+def _cluster(cluster: str, members: list[dict]) -> dict:
     keeper = next((m["uid"] for m in members if not m["is_dup"]), None)
     return {"cluster": cluster, "size": len(members), "keeper": keeper, "members": members}
 

@@ -140,7 +140,9 @@ def filter_cmd(ctx, ref, where, out, as_json):
               show_default=True,
               help="exact: same whole conversation after normalizing Unicode (NFKC), case and "
                    "whitespace only (punctuation, operators, signs and symbols count); near: "
-                   "MinHash Jaccard of word 3-grams; semantic: embedding cosine.")
+                   "Jaccard of word 3-grams (MinHash LSH, checked exactly); semantic: cosine "
+                   "of --model embeddings, else of TF-IDF vectors. Each flagged row is within "
+                   "the threshold of the row kept for it.")
 @click.option("--threshold", type=float, default=None,
               help="near: Jaccard (default 0.8); semantic: cosine (default 0.9).")
 @click.option("--keep", default="first", show_default=True,

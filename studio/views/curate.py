@@ -99,7 +99,7 @@ def dedup_tab() -> None:
         return
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
     method = a.radio("Method", ["exact", "near", "semantic"], horizontal=True, key="dedup_method",
-                     help="exact: same text after normalizing case, spaces, punctuation · "
+                     help="exact: same conversation after normalizing Unicode, case, spaces · "
                           "near: MinHash Jaccard similarity · semantic: embedding cosine.")
     threshold = b.slider("Similarity threshold", 0.5, 1.0, 0.8, 0.01, key="dedup_threshold",
                          disabled=method == "exact",
@@ -144,9 +144,12 @@ def clusters_review() -> None:
             for i, m in enumerate(members[:3]):
                 uid = field(m, "uid")
                 with cols[i].container(border=True):
+                    sim = field(m, "similarity")
                     st.markdown((":orange[:material/star:] **keeper**" if uid == keeper
                                  else ":gray[duplicate]")
-                                + f" · `{field(m, 'id')}` · line {field(m, 'source_line')}")
+                                + f" · `{field(m, 'id')}` · line {field(m, 'source_line')}"
+                                + (f" · similarity {sim:.2f} to the row dedup kept"
+                                   if sim is not None and field(m, "similar_to") != uid else ""))
                     st.text(field(m, "instruction") or "")
                     st.caption(field(m, "response") or "")
                     if uid != keeper and st.button("Keep this one", key=f"keep-{cid}-{uid}"):
