@@ -201,7 +201,8 @@ def _cached_signatures(store: Store, dataset: str, version: str, uids: list[str]
 
     from curation.near_dedup import signatures
 
-    key = hashlib.sha1(json.dumps([dataset, version, cfg.num_perm, cfg.ngram, cfg.seed])
+    # "v2": whole-conversation text and character tokens for Han/kana (older caches differ)
+    key = hashlib.sha1(json.dumps([dataset, version, cfg.num_perm, cfg.ngram, cfg.seed, "v2"])
                        .encode()).hexdigest()[:20]
     path = store.workspace.root / "cache" / "minhash" / f"{key}.npz"
     if path.exists():
