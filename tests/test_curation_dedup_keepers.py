@@ -138,5 +138,20 @@ def test_no_flagged_row_is_far_from_its_keeper_on_real_data(store, tmp_path, fil
     vecs = tfidf_vectors(all_texts)
     texts.update({t: vecs[k] for k, t in enumerate(all_texts)})
     assert _check_keepers(store, sem["ref"], cosine) == sem["n_flagged"] > 0
-    # chains exist: joined as connected components, some rows would be far from their keeper
-    assert near["n_flagged"] < len(rows) - len(set(r["instruction"] for r in rows))
+    # the data has chains: joined as connected components (the old way), some rows would be
+    # flagged against a keeper below the threshold
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from curation.near_dedup import MinHashConfig, signatures, verified_pairs
+
+    cfg = MinHashConfig(threshold=0.8)
+    pairs, _ = verified_pairs(all_texts, cfg, signatures(all_texts, cfg))
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(len(all_texts), len(all_texts)))
+    labels = connected_components(graph, directed=False)[1]
+    first: dict[int, int] = {}
+    keeper = [first.setdefault(int(c), k) for k, c in enumerate(labels)]
+    far = [k for k, kk in enumerate(keeper) if kk != k and _jaccard(all_texts[k],
+                                                                   all_texts[kk]) < 0.8]
+    assert far
