@@ -96,3 +96,15 @@ def test_exact_dedup_in_store_keeps_meaningful_differences(store, tmp_path):
     assert (got["n_clusters"], got["n_flagged"]) == (len(SAME), len(SAME))
     kept = {r["instruction"] for r in load_rows(store, got["ref"])}
     assert all(a in kept and b in kept for a, b in MEANINGFUL)
+
+
+def test_dedup_help_says_what_exact_normalizes():
+    from click.testing import CliRunner
+
+    import studio.cli.curation_cmds  # noqa: F401  (registers the curation commands)
+    from studio.cli import cli
+
+    out = CliRunner().invoke(cli, ["dedup", "--help"], terminal_width=200).output
+    assert "NFKC" in out and "case" in out and "whitespace" in out
+    assert "operators, signs and symbols count" in out
+    assert "[exact|near|semantic]" in out

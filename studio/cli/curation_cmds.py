@@ -140,7 +140,8 @@ def filter_cmd(ctx, ref, where, out, as_json):
               show_default=True,
               help="exact: same whole conversation after normalizing Unicode (NFKC), case and "
                    "whitespace only (punctuation, operators, signs and symbols count); near: "
-                   "Jaccard of word 3-grams (MinHash LSH, checked exactly); semantic: cosine "
+                   "Jaccard of word 3-grams, character 3-grams in Chinese/Japanese (MinHash "
+                   "LSH, checked exactly); semantic: cosine "
                    "of --model embeddings, else of TF-IDF vectors. Each flagged row is within "
                    "the threshold of the row kept for it.")
 @click.option("--threshold", type=float, default=None,
@@ -149,7 +150,8 @@ def filter_cmd(ctx, ref, where, out, as_json):
               help="Keeper per cluster: first, longest or score:NAME (highest).")
 @click.option("--model", default=None, help="semantic: sentence-transformers path or name.")
 @click.option("--num-perm", default=128, show_default=True, help="near: MinHash permutations.")
-@click.option("--ngram", default=3, show_default=True, help="near: word shingle size.")
+@click.option("--ngram", default=3, show_default=True,
+              help="near: shingle size in tokens (words; single Han/kana characters).")
 @click.option("--out", default=None, help="Name of the new version (default vN).")
 @json_option
 @click.pass_context
