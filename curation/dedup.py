@@ -32,29 +32,55 @@ EXACT_NORMALIZATION = ("Unicode NFKC (full-width letters, ligatures, non-breakin
                        "punctuation, operators, signs and symbols are kept")
 
 
+_PLAIN = '[{"role":"VARCHAR","content":"VARCHAR"}]'  # json_structure of role/content-only turns
+
+
 def _turns_sql(with_roles: bool) -> str:
     """SQL text of a row's whole conversation (`r.messages`: system prompt and every turn), one
     line per message; fields beside role and content (tool calls, names) are appended as
-    key=JSON so that conversations differing only there stay distinct."""
+    key=JSON so that conversations differing only there stay distinct. Turns with only role
+    and content take a fast path (about 2x faster on 200k rows)."""
     extras = ("nullif(array_to_string(list_transform(list_filter(json_keys(m), lambda k: "
               "k NOT IN ('role', 'content')), lambda k: k || '=' || "
               "CAST(json_extract(m, '$.\"' || k || '\"') AS VARCHAR)), ' '), '')")
-    role = "coalesce(m->>'role', '') || ': ', " if with_roles else ""
-    return (f"array_to_string(list_transform(CAST(json_extract(r.messages, '$[*]') AS JSON[]), "
+    role = "coalesce(m->>'role', '') || ':', " if with_roles else ""
+    slow = (f"array_to_string(list_transform(CAST(json_extract(r.messages, '$[*]') AS JSON[]), "
             f"lambda m: concat_ws(' ', {role}m->>'content', {extras})), chr(10))")
+    pairs = ("list_zip(json_extract_string(r.messages, '$[*].role'), "
+             "json_extract_string(r.messages, '$[*].content'))")
+    line = "concat_ws(' ', p[1] || ':', p[2])" if with_roles else "coalesce(p[2], '')"
+    fast = f"array_to_string(list_transform({pairs}, lambda p: {line}), chr(10))"
+    return (f"CASE WHEN CAST(json_structure(r.messages) AS VARCHAR) = '{_PLAIN}' "
+            f"THEN {fast} ELSE {slow} END")
 
 
 _TEXT_SQL = _turns_sql(with_roles=False)  # what near and semantic dedup compare
 _EXACT_KEY_SQL = f"md5(studio_exact_norm({_turns_sql(with_roles=True)}))"
 
 
+# whitespace other than the plain space (ASCII controls, NEL, the Unicode space separators)
+_ODD_SPACE = (r"\t\n\f\r\x{0b}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}"
+              r"\x{205f}\x{3000}")
+
+
 def exact_normalize(texts):
     """The exact-dedup normalization (EXACT_NORMALIZATION) of an Arrow string array, vectorized
-    in Arrow's C++ kernels; DuckDB calls it as the SQL function `studio_exact_norm`."""
+    in Arrow's C++ kernels; DuckDB calls it as the SQL function `studio_exact_norm`. NFKC runs
+    only on non-ASCII rows and the whitespace regex only matches what it changes (runs, and
+    whitespace other than a space): 4x faster than replacing every space."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    out = pc.utf8_lower(pc.utf8_normalize(texts, form="NFKC"))
-    out = pc.replace_substring_regex(out, pattern=r"[\s\p{Z}\x{85}]+", replacement=" ")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    ascii_only = pc.fill_null(pc.string_is_ascii(texts), True)
+    if not pc.all(ascii_only).as_py():
+        other = pc.invert(ascii_only)
+        texts = pc.replace_with_mask(texts, other,
+                                     pc.utf8_normalize(pc.filter(texts, other), form="NFKC"))
+    out = pc.utf8_lower(texts)
+    out = pc.replace_substring_regex(out, pattern=f"[ {_ODD_SPACE}]{{2,}}|[{_ODD_SPACE}]",
+                                     replacement=" ")
     return pc.utf8_trim_whitespace(out)
 
 

@@ -108,3 +108,30 @@ def test_dedup_help_says_what_exact_normalizes():
     assert "NFKC" in out and "case" in out and "whitespace" in out
     assert "operators, signs and symbols count" in out
     assert "[exact|near|semantic]" in out
+
+
+def test_conversation_text_keeps_tool_fields_and_both_paths_agree():
+    import duckdb
+
+    from curation.dedup import _turns_sql
+
+    plain = [{"role": "user", "content": "Weather in Oslo?"},
+             {"role": "assistant", "content": "Sunny."}]
+    with_tool = [plain[0], {"role": "assistant", "content": "",
+                            "tool_calls": [{"name": "weather", "arguments": '{"city": "Oslo"}'}]},
+                 plain[1]]
+    other_tool = json.loads(json.dumps(with_tool))
+    other_tool[1]["tool_calls"][0]["arguments"] = '{"city": "Bergen"}'
+    con = duckdb.connect()
+
+    def text(messages, roles=True, force_slow=False):
+        sql = _turns_sql(roles)
+        if force_slow:
+            sql = sql.replace("CASE WHEN", "CASE WHEN FALSE AND")
+        return con.execute(f"SELECT {sql} FROM (SELECT CAST(? AS JSON) AS messages) r",
+                           [json.dumps(messages)]).fetchone()[0]
+
+    assert text(plain) == "user: Weather in Oslo?\nassistant: Sunny."
+    assert text(plain) == text(plain, force_slow=True)
+    assert text(plain, roles=False) == text(plain, roles=False, force_slow=True)
+    assert "weather" in text(with_tool) and text(with_tool) != text(other_tool)
