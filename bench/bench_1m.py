@@ -16,6 +16,7 @@ import re
 import statistics
 import tempfile
 import time
+import unicodedata
 from pathlib import Path
 
 import duckdb
@@ -27,14 +28,14 @@ from curation.store import Store
 
 
 def generate(path: Path, n: int) -> None:
-    """n rows; the last 5% repeat earlier rows in upper case with extra punctuation."""
+    """n rows; the last 5% repeat earlier rows in upper case with extra whitespace."""
     uniq = int(n * 0.95)
     with duckdb.connect() as con:
         con.execute(f"""
             COPY (SELECT
                 CASE WHEN i < {uniq} THEN 'Write about topic ' || i || ' using words ' || md5(i::VARCHAR)
                      ELSE upper('Write about topic ' || (i - {uniq}) || ' using words '
-                                || md5((i - {uniq})::VARCHAR)) || '!' END AS instruction,
+                                || md5((i - {uniq})::VARCHAR)) || '  ' END AS instruction,
                 '' AS input,
                 CASE WHEN i < {uniq} THEN 'Answer ' || i || ': ' || repeat('lorem ipsum ', i % 30)
                      ELSE 'ANSWER ' || (i - {uniq}) || ': ' || repeat('lorem ipsum ', (i - {uniq}) % 30)
@@ -64,9 +65,10 @@ def python_exact_dedup(store: Store) -> int:
                           "ON r.uid = vr.uid WHERE vr.dataset = 'big' AND vr.version = 'v1'"
                           ).fetchall()
     seen, dups = set(), 0
-    pat = re.compile(r"[\W_]+")
+    pat = re.compile(r"\s+")  # the same normalization as exact dedup: NFKC, case, whitespace
     for _, i, o in got:
-        h = hashlib.md5(pat.sub(" ", f"{i}\n{o}".lower()).strip().encode()).digest()
+        text = unicodedata.normalize("NFKC", f"{i}\n{o}").lower()
+        h = hashlib.md5(pat.sub(" ", text).strip().encode()).digest()
         dups += h in seen
         seen.add(h)
     return dups

@@ -1,7 +1,8 @@
 """Decontamination: find training rows that share a long word n-gram with an eval set.
 
-A row is contaminated when any of its word n-grams (default 8 words; a text shorter than that
-counts as one n-gram of all its words) also occurs in a held-out/eval row. Vectorized over the
+A row is contaminated when any of its token n-grams (default 8 tokens; a token is a word, or
+one Han/kana character in Chinese/Japanese; a text shorter than that counts as one n-gram of
+all its tokens) also occurs in a held-out/eval row. Vectorized over the
 same shingle hashes as near-dup (`near_dedup.shingles`). `decontaminate` saves a version
 without the contaminated rows and reports how many there were.
 """

@@ -3,7 +3,8 @@
 Signals (score names): inst_chars, resp_chars, inst_tokens, resp_tokens (word/punctuation
 pieces, a tokenizer-free approximation), resp_inst_ratio, rep_ngram_ratio (share of repeated
 word 3-grams in the response), non_alnum_ratio, empty_response, truncated, refusal (0/1), and
-lang (label: en/de/fr/es/it/pt/nl by stopwords, zh/ja/ko/ru/ar by script, else 'unknown';
+lang (label: en/de/fr/es/it/pt/nl by stopwords, ja/ko/zh/ru/ar by script (ja: kana
+beside the Han characters), else 'unknown';
 value: the share of words that are stopwords of that language).
 """
 
@@ -25,8 +26,12 @@ STOPWORDS = {
     "nl": ["de", "het", "een", "en", "van", "is", "niet", "dat", "op", "te", "zijn", "met",
            "voor", "ik", "je", "wat"],
 }
-SCRIPTS = {"zh": r"\p{Han}", "ja": r"[\p{Hiragana}\p{Katakana}]", "ko": r"\p{Hangul}",
+# Checked in this order. Japanese writes kanji (Han) beside kana, so it is told from Chinese
+# by its kana: at least KANA_SHARE of its Han + kana characters (a Chinese text quoting one
+# Japanese word stays Chinese).
+SCRIPTS = {"ja": r"[\p{Hiragana}\p{Katakana}]", "ko": r"\p{Hangul}", "zh": r"\p{Han}",
            "ru": r"\p{Cyrillic}", "ar": r"\p{Arabic}"}
+KANA_SHARE = 0.1
 REFUSAL = (r"(as an ai\b|as a language model|i'?m sorry,? but|i am sorry,? but|"
            r"i (cannot|can't|can not|won't|am unable to|'m unable to) "
            r"(help|assist|provide|comply|do that|fulfill)|i'm not able to (help|assist|provide))")
@@ -47,8 +52,10 @@ def signals_sql() -> tuple[str, list]:
     codes = list(STOPWORDS)
     greatest = "greatest(" + ", ".join(f"sw_{c}" for c in codes) + ")"
     pick = " ".join(f"WHEN sw_{c} = {greatest} THEN '{c}'" for c in codes)
-    script = " ".join(f"WHEN regexp_matches(o_all, '{pat}') THEN '{code}'"
-                      for code, pat in SCRIPTS.items())
+    kana = (f"len(regexp_extract_all(o_all, '{SCRIPTS['ja']}')) >= {KANA_SHARE} * "
+            f"len(regexp_extract_all(o_all, '[\\p{{Han}}\\p{{Hiragana}}\\p{{Katakana}}]'))")
+    script = " ".join(f"WHEN regexp_matches(o_all, '{pat}'){' AND ' + kana if code == 'ja' else ''} "
+                      f"THEN '{code}'" for code, pat in SCRIPTS.items())
     sql = f"""
     SELECT uid, rid,
       CAST(length(i) AS DOUBLE) AS inst_chars,

@@ -222,6 +222,23 @@ def _score_rids(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE scores SET rid = rows.rid FROM rows WHERE scores.uid = rows.uid")
 
 
+# --- dedup (issue 9) -------------------------------------------------------------------------
+
+@migration("0020_dedup_similarity")
+def _dedup_similarity(con: duckdb.DuckDBPyConnection) -> None:
+    # Each dedup run records, per member of a cluster, the row it kept (its leader) and their
+    # similarity (1.0 for exact), so cluster cards can show how close every member is.
+    con.execute("""
+        CREATE TABLE dup_similarity (
+            dataset TEXT NOT NULL,
+            version TEXT NOT NULL,       -- the dedup version that made the cluster
+            cluster TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            keeper TEXT NOT NULL,        -- uid of the row kept for this cluster by that run
+            similarity DOUBLE NOT NULL
+        )""")
+
+
 # --- evals (2) ------------------------------------------------------------------------------
 
 @migration("0035_generations_backend_config")

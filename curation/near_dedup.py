@@ -21,7 +21,11 @@ import numpy as np
 from curation.errors import StudioError
 
 Progress = Callable[[int, int], None]
-_WORD = re.compile(r"\w+")
+# Chinese and Japanese write no spaces between words: a run of Han/kana would be one "word",
+# so each of their characters is a token (shingles become character n-grams there).
+CJK = ("\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+       "\U00020000-\U0002fa1f")
+TOKEN = re.compile(rf"[{CJK}]|[^\W{CJK}]+")
 _MASK32 = np.uint64(0xFFFFFFFF)
 
 
@@ -83,14 +87,15 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 
 def shingles(texts: Sequence[str], ngram: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Word n-gram hashes of normalized texts: (flat uint64 hashes, offsets of len n+1).
+    """Token n-gram hashes of normalized texts: (flat uint64 hashes, offsets of len n+1).
 
-    Tokens are lowercase `\\w+` runs hashed with crc32 (stable across processes); a text
-    shorter than `ngram` words is one shingle of all its words; an empty text gets none."""
+    Tokens (`TOKEN`) are lowercase words, or single Han/kana characters, hashed with crc32
+    (stable across processes); a text shorter than `ngram` tokens is one shingle of all its
+    tokens; an empty text gets none."""
     tokens: list[str] = []
     lengths = np.empty(len(texts), dtype=np.int64)
     for i, text in enumerate(texts):
-        toks = _WORD.findall((text or "").lower())
+        toks = TOKEN.findall((text or "").lower())
         if 0 < len(toks) < ngram:
             toks = toks + [""] * (ngram - len(toks))
         lengths[i] = len(toks)
@@ -142,11 +147,14 @@ def signatures(texts: Sequence[str], cfg: MinHashConfig | None = None,
     return sig
 
 
-def candidate_pairs(sig: np.ndarray, bands: int, rows: int, max_gap: int = 64) -> np.ndarray:
+def candidate_pairs(sig: np.ndarray, bands: int, rows: int, max_gap: int = 64,
+                    heads: int = 4) -> np.ndarray:
     """Pairs (i < j) sharing at least one band; (k, 2) int64, unique.
 
-    Within a bucket of size g all pairs are produced when g <= max_gap + 1; bigger buckets
-    (boilerplate) are linked as chains, enough for clustering."""
+    Within a bucket of size g all pairs are produced when g <= max_gap + 1. In bigger buckets
+    (boilerplate) each row is paired with its max_gap predecessors and with the bucket's first
+    `heads` rows: rows come in index order within a bucket, so when indices are keep-priority
+    positions the likely keepers (the first rows) are paired with every member."""
     n = sig.shape[0]
     empty = np.all(sig == np.iinfo(np.uint32).max, axis=1)
     out = []
@@ -164,6 +172,11 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int, max_gap: int = 64) -
             if same.size == 0:
                 break
             out.append(np.stack([order[same], order[same + gap]], axis=1))
+        new = np.concatenate(([True], ks[1:] != ks[:-1]))
+        first = np.maximum.accumulate(np.where(new, np.arange(ks.size), 0))
+        far = np.flatnonzero(np.arange(ks.size) - first > max_gap)
+        for h in range(min(heads, max_gap)):
+            out.append(np.stack([order[first[far] + h], order[far]], axis=1))
     if not out:
         return np.empty((0, 2), dtype=np.int64)
     pairs = np.sort(np.concatenate(out), axis=1).astype(np.int64)
@@ -181,6 +194,75 @@ def pair_similarity(sig_a: np.ndarray, sig_b: np.ndarray, pairs: np.ndarray,
     return sims
 
 
+def unique_shingles(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's shingle hashes as a sorted set: (flat uint64 hashes, offsets of len n+1)."""
+    sh, off = shingles(texts, ngram)
+    doc = np.repeat(np.arange(len(texts)), np.diff(off))
+    order = np.lexsort((sh, doc))
+    sh, doc = sh[order], doc[order]
+    keep = np.ones(sh.size, dtype=bool)
+    keep[1:] = (sh[1:] != sh[:-1]) | (doc[1:] != doc[:-1])
+    sh, doc = sh[keep], doc[keep]
+    return sh, np.concatenate(([0], np.cumsum(np.bincount(doc, minlength=len(texts)))))
+
+
+def exact_jaccard(sets: tuple[np.ndarray, np.ndarray], pairs: np.ndarray,
+                  chunk_items: int = 4_000_000) -> np.ndarray:
+    """True Jaccard of shingle sets (from `unique_shingles`) for each pair (i, j), vectorized:
+    both sets of a pair are laid out under the pair's id, sorted, and equal neighbours are
+    the intersection."""
+    sh, off = sets
+    sizes = np.diff(off)
+    out = np.empty(len(pairs), dtype=np.float32)
+    cum = np.cumsum(sizes[pairs[:, 0]] + sizes[pairs[:, 1]])
+    start = 0
+    while start < len(pairs):
+        done = int(cum[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(cum, done + chunk_items, side="right")))
+        p = pairs[start:stop]
+        idx = np.concatenate([_ranges(off[p[:, 0]], sizes[p[:, 0]]),
+                              _ranges(off[p[:, 1]], sizes[p[:, 1]])])
+        pid = np.concatenate([np.repeat(np.arange(len(p)), sizes[p[:, 0]]),
+                              np.repeat(np.arange(len(p)), sizes[p[:, 1]])])
+        vals = sh[idx]
+        order = np.lexsort((vals, pid))
+        vals, pid = vals[order], pid[order]
+        both = (vals[1:] == vals[:-1]) & (pid[1:] == pid[:-1])
+        inter = np.bincount(pid[1:][both], minlength=len(p))
+        union = sizes[p[:, 0]] + sizes[p[:, 1]] - inter
+        out[start:stop] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        start = stop
+    return out
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated aranges [s, s + l) for each (s, l)."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    offs = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return np.arange(total) + offs
+
+
+def verified_pairs(texts: Sequence[str], cfg: MinHashConfig, sig: np.ndarray,
+                   margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) whose true Jaccard of shingle sets is >= threshold, and that Jaccard.
+
+    LSH candidates whose MinHash estimate is within `margin` of the threshold (about four
+    standard errors at 128 permutations) are checked against their shingle sets, so what
+    is reported is the real similarity, not an estimate."""
+    bands, rows = cfg.band_layout()
+    pairs = candidate_pairs(sig, bands, rows)
+    pairs = pairs[pair_similarity(sig, sig, pairs) >= cfg.threshold - margin]
+    if len(pairs) == 0:
+        return pairs, np.empty(0, dtype=np.float32)
+    involved = np.unique(pairs)
+    local = np.searchsorted(involved, pairs)
+    sims = exact_jaccard(unique_shingles([texts[k] for k in involved], cfg.ngram), local)
+    keep = sims >= cfg.threshold
+    return pairs[keep], sims[keep]
+
+
 def near_duplicate_pairs(texts: Sequence[str], cfg: MinHashConfig | None = None,
                          progress: Progress | None = None,
                          sig: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -192,18 +274,6 @@ def near_duplicate_pairs(texts: Sequence[str], cfg: MinHashConfig | None = None,
     sims = pair_similarity(sig, sig, pairs)
     keep = sims >= cfg.threshold
     return pairs[keep], sims[keep]
-
-
-def clusters_from_pairs(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Connected components: label per item (items with no pair are their own component)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    if len(pairs) == 0:
-        return np.arange(n)
-    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])),
-                       shape=(n, n))
-    return connected_components(graph, directed=False)[1]
 
 
 def row_text(row: dict | str, field: str = "text") -> str:

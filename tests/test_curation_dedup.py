@@ -77,8 +77,8 @@ def test_near_duplicates_between_reports_cross_pairs_only():
 def test_exact_dedup_normalizes_and_keeps_by_policy(store, tmp_path):
     _import(store, tmp_path, "e", [
         {"id": "a", "instruction": "What is DuckDB?", "output": "A database."},
-        {"id": "b", "instruction": "what is duckdb", "output": "a   database!!"},
-        {"id": "c", "instruction": "What is DuckDB?", "output": "A database"},
+        {"id": "b", "instruction": "what  is DUCKDB?", "output": "a   database. "},
+        {"id": "c", "instruction": "What is DuckDB?", "output": "A\tdatabase."},
         {"id": "d", "instruction": "Other", "output": "Different."},
     ])
     got = dedup(store, "e", "exact")
@@ -113,16 +113,24 @@ def test_near_dedup_clusters_review_and_override(store, tmp_path):
 
 
 def test_semantic_dedup_offline_fallback(store, tmp_path):
+    # without a model, similarity is the TF-IDF cosine (lexical): a reworded question with the
+    # same answer is a duplicate (cosine 0.88), unrelated rows are not
     _import(store, tmp_path, "s", [
-        {"instruction": "How do I boil an egg?", "output": "Put the egg in boiling water for 8 minutes."},
-        {"instruction": "How do I boil eggs?", "output": "Put the eggs in boiling water for 8 minutes."},
+        {"instruction": "How do I boil an egg?",
+         "output": "Put the egg in boiling water for 8 minutes, then cool it in cold water."},
+        {"instruction": "How can I boil an egg?",
+         "output": "Put the egg in boiling water for 8 minutes, then cool it in cold water."},
         {"instruction": "Explain photosynthesis", "output": "Plants turn light into chemical energy."},
         {"instruction": "Best way to learn piano", "output": "Practice scales daily with a teacher."},
     ])
     got = dedup(store, "s", "semantic", threshold=0.8)
     assert got["n_clusters"] == 1 and got["n_flagged"] == 1
     kept = [r["instruction"] for r in load_rows(store, got["ref"])]
-    assert "How do I boil eggs?" not in kept and len(kept) == 3
+    assert "How can I boil an egg?" not in kept and len(kept) == 3
+    (cluster,), _ = clusters(store, got["ref"])
+    dup = next(m for m in cluster["members"] if m["is_dup"])
+    assert 0.8 <= dup["similarity"] < 0.95 and dup["similar_to"] == cluster["keeper"]
+    assert dedup(store, "s@v1", "semantic", threshold=0.9)["n_flagged"] == 0
 
 
 def test_dedup_bad_arguments(store, tmp_path):

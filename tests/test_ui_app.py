@@ -251,6 +251,7 @@ def test_curate_dedup_runs_in_background_and_keeper_override_saves_version(ui_en
     assert not at.exception
     assert at.selectbox(key="curate_version").value == "v2"  # switched to the new version
     assert "3 rows" in at.expander[0].label and "2 rows" in at.expander[1].label  # largest first
+    assert any("similarity 1.00 to the row dedup kept" in m for m in texts(at, "markdown"))
     keep = [b for b in at.button if b.label == "Keep this one"]
     assert keep
     keep[0].click().run()

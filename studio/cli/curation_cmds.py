@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import click
 
+from curation.dedup import DEDUP_METHODS
 from curation.errors import StudioError
 from curation.formats import FORMATS
 from studio.cli.common import cli, emit, get_store, json_option, table
@@ -136,20 +137,29 @@ def filter_cmd(ctx, ref, where, out, as_json):
 
 @cli.command("dedup")
 @click.argument("ref")
-@click.option("--method", type=click.Choice(["exact", "near", "semantic"]), default="exact",
-              show_default=True)
+@click.option("--method", type=click.Choice(DEDUP_METHODS), default="exact",
+              show_default=True,
+              help="exact: same whole conversation after normalizing Unicode (NFKC), case and "
+                   "whitespace only (punctuation, operators, signs and symbols count); near: "
+                   "Jaccard of word 3-grams, character 3-grams in Chinese/Japanese (MinHash "
+                   "LSH, checked exactly); semantic: cosine "
+                   "of --model embeddings, else of TF-IDF vectors. Each flagged row is within "
+                   "the threshold of the row kept for it.")
 @click.option("--threshold", type=float, default=None,
               help="near: Jaccard (default 0.8); semantic: cosine (default 0.9).")
 @click.option("--keep", default="first", show_default=True,
               help="Keeper per cluster: first, longest or score:NAME (highest).")
 @click.option("--model", default=None, help="semantic: sentence-transformers path or name.")
 @click.option("--num-perm", default=128, show_default=True, help="near: MinHash permutations.")
-@click.option("--ngram", default=3, show_default=True, help="near: word shingle size.")
+@click.option("--ngram", default=3, show_default=True,
+              help="near: shingle size in tokens (words; single Han/kana characters).")
 @click.option("--out", default=None, help="Name of the new version (default vN).")
 @json_option
 @click.pass_context
 def dedup_cmd(ctx, ref, method, threshold, keep, model, num_perm, ngram, out, as_json):
-    """Flag duplicates of NAME[@VERSION] (one keeper per cluster) in a new version."""
+    """Flag duplicates of NAME[@VERSION] (one keeper per cluster) in a new version.
+
+    Every method compares the whole conversation: system prompt and every turn."""
     from curation.dedup import dedup
 
     with progress_bar(f"dedup {method}") as cb:

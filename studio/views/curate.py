@@ -92,7 +92,7 @@ def summary(result) -> None:
 def dedup_tab() -> None:
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
     method = a.radio("Method", DEDUP_METHODS, horizontal=True, key="dedup_method",
-                     help="exact: same text after normalizing case, spaces, punctuation · "
+                     help="exact: same conversation after normalizing Unicode, case, spaces · "
                           "near: MinHash Jaccard similarity · semantic: embedding cosine.")
     threshold = b.slider("Similarity threshold", 0.5, 1.0, 0.8, 0.01, key="dedup_threshold",
                          disabled=method == "exact",
@@ -134,8 +134,11 @@ def clusters_review() -> None:
             for i, m in enumerate(members[:3]):
                 uid = m["uid"]
                 with cols[i].container(border=True):
-                    st.markdown(":orange[:material/star:] **keeper**" if uid == keeper
-                                else ":gray[duplicate]")
+                    sim = m.get("similarity")
+                    st.markdown((":orange[:material/star:] **keeper**" if uid == keeper
+                                 else ":gray[duplicate]")
+                                + (f" · similarity {sim:.2f} to the row dedup kept"
+                                   if sim is not None and m.get("similar_to") != uid else ""))
                     st.text(f"{m['id']} · line {m['source_line']}")
                     st.text(m["instruction"] or "")
                     st.text(m["response"] or "")
