@@ -50,9 +50,11 @@ class Store:
         return self.workspace.db_path
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection, retried with backoff while another process holds the file."""
-        deadline = time.monotonic() + self.lock_timeout_s
+    def connect(self, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection, retried with backoff while another process holds the file
+        (for at most `timeout_s`, default the store's `lock_timeout_s`)."""
+        timeout_s = self.lock_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
         delay = 0.02
         while True:
             try:
@@ -64,7 +66,7 @@ class Store:
                 if time.monotonic() >= deadline:
                     raise WorkspaceBusyError(
                         f"workspace {self.workspace.root} is busy: another process has held "
-                        f"{self.path.name} for over {self.lock_timeout_s:.0f}s ({exc})"
+                        f"{self.path.name} for over {timeout_s:.0f}s ({exc})"
                     ) from exc
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
