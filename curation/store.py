@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from curation.errors import WorkspaceBusyError
+from curation.errors import StoreWriteError, StudioError, WorkspaceBusyError
 from curation.migrations import MIGRATIONS
 from curation.workspace import Workspace
 
@@ -60,9 +60,12 @@ class Store:
             try:
                 con = duckdb.connect(str(self.path))
                 break
-            except duckdb.IOException as exc:
+            except duckdb.Error as exc:
                 if not _is_lock_error(exc):
-                    raise
+                    user = self._user_error(exc)
+                    if user is None:
+                        raise
+                    raise user from exc
                 if time.monotonic() >= deadline:
                     raise WorkspaceBusyError(
                         f"workspace {self.workspace.root} is busy: another process has held "
@@ -70,11 +73,35 @@ class Store:
                     ) from exc
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
-        con.execute("SET enable_progress_bar = false")  # it would print into CLI output
         try:
+            con.execute("SET enable_progress_bar = false")  # it would print into CLI output
             yield con
+        except (duckdb.Error, OSError) as exc:
+            user = self._user_error(exc)
+            if user is None:
+                raise
+            raise user from exc
         finally:
             con.close()
+
+    def _user_error(self, exc: BaseException) -> StudioError | None:
+        """A one-line StudioError for what the user can fix (full disk, rights, a corrupt
+        file), or None for what is a bug and keeps its traceback."""
+        text = str(exc)
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        errno_ = getattr(exc, "errno", None)
+        if errno_ == 28 or "No space left on device" in text or "disk is full" in text.lower():
+            return StoreWriteError(
+                f"workspace {self.workspace.root}: the disk is full; the write was not done "
+                f"and the store is as it was (free some space and retry)")
+        if errno_ in (1, 13, 30) or "Read-only file system" in text or "Permission denied" in text:
+            return StoreWriteError(f"workspace {self.workspace.root}: cannot write: {first}")
+        if "not a valid DuckDB database" in text or "Corrupt database" in text \
+                or "corrupt" in text.lower() and isinstance(exc, duckdb.Error):
+            return StudioError(f"workspace database {self.path} is damaged or not a DuckDB "
+                               f"file: {first} (restore it from a backup, or move it away to "
+                               f"start an empty workspace)")
+        return None
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

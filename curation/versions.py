@@ -14,11 +14,11 @@ import duckdb
 
 from curation.errors import NotFoundError, StudioError
 
-VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: `$` lets "x\n" in
 
 
 def check_name(name: str, what: str = "version") -> str:
-    if not VERSION_NAME.match(name or ""):
+    if not isinstance(name, str) or not VERSION_NAME.fullmatch(name):
         raise StudioError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' "
                           "(at most 64, starting with a letter or digit)")
     return name

@@ -10,6 +10,7 @@ Commands live in one module per area; heavy imports (torch, vllm) stay inside th
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
@@ -23,12 +24,22 @@ def _register_commands() -> None:
     from studio.cli import curation_cmds, demo_cmds, eval_cmds, training_cmds, ui_cmds  # noqa: F401
 
 
+# The machine's state, not a bug: one line, exit 1 (full disk, no rights, read-only disk).
+_USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def main(argv: list[str] | None = None) -> None:
     _register_commands()
     try:
         cli.main(args=argv, prog_name="studio", standalone_mode=False)
     except StudioError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRORS:
+            raise  # a bug: keep the traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"error: {exc.strerror or exc}{where}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
