@@ -220,3 +220,19 @@ def _score_rids(con: duckdb.DuckDBPyConnection) -> None:
     # Scores join rows and versions by the integer row key (see 0006).
     con.execute("ALTER TABLE scores ADD COLUMN rid BIGINT")
     con.execute("UPDATE scores SET rid = rows.rid FROM rows WHERE scores.uid = rows.uid")
+
+
+@migration("0030_staged_writes")
+def _staged_writes(con: duckdb.DuckDBPyConnection) -> None:
+    # Long writes go in short chunks (curation.store.Store.write_staged) under a claim that
+    # keeps them invisible until one short commit; a claim whose process died is swept.
+    con.execute("""
+        CREATE TABLE staged_writes (
+            token TEXT PRIMARY KEY,
+            dataset TEXT NOT NULL,
+            version TEXT NOT NULL,
+            new_dataset BOOLEAN NOT NULL,  -- an import: its rows are staged too
+            pid BIGINT,
+            pid_start BIGINT,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")

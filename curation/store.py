@@ -8,7 +8,9 @@ soon as the block ends. Worker processes (training, generation) never open the d
 they write files in their run folder and whoever reads next ingests them.
 
 Long computations (dedup, scoring, generation) must run *outside* a `connect()` block: read
-what you need, close, compute, then write the result in one `transaction()`.
+what you need, close, compute, then write the result in one `transaction()`, or, when it is
+big, in chunks through `write_staged` (curation.staging) so no reader waits for all of it.
+Waiters are served first come, first served (curation.fairlock), not by luck of backoff.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 
 import duckdb
 
+from curation import staging
 from curation.errors import StoreWriteError, StudioError, WorkspaceBusyError
+from curation.fairlock import FairQueue, QueueTimeout
 from curation.migrations import MIGRATIONS
 from curation.workspace import Workspace
 
@@ -43,6 +47,7 @@ class Store:
                  lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.lock_timeout_s = lock_timeout_s
+        self._queue = FairQueue(self.workspace.root / "locks" / "store-queue")
         self._ensure_migrated()
 
     @property
@@ -55,7 +60,18 @@ class Store:
         (for at most `timeout_s`, default the store's `lock_timeout_s`)."""
         timeout_s = self.lock_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
-        delay = 0.02
+        try:
+            with self._queue.turn(deadline), self._open(deadline, timeout_s) as con:
+                yield con
+        except QueueTimeout as exc:
+            raise WorkspaceBusyError(
+                f"workspace {self.workspace.root} is busy: waited {timeout_s:.0f}s for "
+                f"{self.path.name} ({exc})") from exc
+
+    @contextmanager
+    def _open(self, deadline: float, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file, retrying while a process outside the queue (a raw duckdb) holds it."""
+        delay = 0.01
         while True:
             try:
                 con = duckdb.connect(str(self.path))
@@ -72,7 +88,7 @@ class Store:
                         f"{self.path.name} for over {timeout_s:.0f}s ({exc})"
                     ) from exc
                 time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, 0.1)
         try:
             con.execute("SET enable_progress_bar = false")  # it would print into CLI output
             yield con
@@ -126,6 +142,23 @@ class Store:
         with self.connect() as con:
             return con.execute(sql, params or []).df()
 
+    # --- big writes in short steps (see curation.staging) -----------------------------------
+    def claim(self, dataset: str, version: str | None, new_dataset: bool = False):
+        return staging.claim(self, dataset, version, new_dataset)
+
+    def write_staged(self, claim, target, data, params=None,
+                     chunk_rows: int = staging.CHUNK_ROWS) -> int:
+        return staging.write_staged(self, claim, target, data, params, chunk_rows)
+
+    def commit_staged(self, claim):
+        return staging.commit_staged(self, claim)
+
+    def abandon_staged(self, claim) -> None:
+        staging.abandon_staged(self, claim)
+
+    def stage_dir(self):
+        return staging.stage_dir(self)
+
     def applied_migrations(self) -> list[str]:
         return [r["name"] for r in self.query("SELECT name FROM _migrations ORDER BY applied_at, name")]
 
@@ -150,4 +183,7 @@ class Store:
                         con.execute("ROLLBACK")
                         raise
                     con.execute("COMMIT")
+                con.execute("BEGIN TRANSACTION")
+                staging.sweep(con)  # what writers that died had staged
+                con.execute("COMMIT")
             _migrated.add(self.path)

@@ -25,8 +25,9 @@ def check_name(name: str, what: str = "version") -> str:
 
 
 def next_version_name(con: duckdb.DuckDBPyConnection, dataset: str) -> str:
-    names = [r[0] for r in con.execute("SELECT version FROM versions WHERE dataset = ?",
-                                       [dataset]).fetchall()]
+    from curation.staging import taken_versions  # names claimed by staged writes count too
+
+    names = taken_versions(con, dataset)
     nums = [int(n[1:]) for n in names if re.fullmatch(r"v\d+", n)]
     return f"v{max(nums, default=0) + 1}"
 
