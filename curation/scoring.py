@@ -92,14 +92,14 @@ def _heuristic(store: Store, ref: str, out: str | None, progress: Progress | Non
     """Signals computed on a private in-memory DuckDB from a staged copy of the text: the
     workspace store is only held for short chunked reads and writes."""
     sql, params = heuristics.signals_sql()
-    with store.connect() as con:
+    with store.read() as con:
         dataset, version = _resolve(con, ref)
         lo, hi = con.execute("SELECT min(rid), max(rid) FROM version_rows WHERE dataset = ? "
                              "AND version = ?", [dataset, version]).fetchone()
     cols = ", ".join(heuristics.NUMERIC)
     with store.stage_dir() as tmp:
         for k, start in enumerate(range(lo or 0, (hi or -1) + 1, staging.CHUNK_ROWS)):
-            with store.connect() as con:
+            with store.read() as con:
                 con.execute(f"COPY (SELECT vr.uid, vr.rid, coalesce(r.instruction, '') AS i, "
                             f"coalesce(r.response, '') AS o FROM version_rows vr JOIN rows r "
                             f"ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "

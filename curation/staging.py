@@ -26,6 +26,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ import duckdb
 
 from curation.errors import StudioError
 
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 20_000    # rows per chunked read (scoring's copy of the text)
+TARGET_HOLD_S = 0.2   # chunked writes size their chunks to hold the store about this long
+MIN_ROWS, MAX_ROWS = 2_000, 200_000
 STAGING_DIR = "staging"
 
 
@@ -107,9 +110,10 @@ def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -
 
 
 def write_staged(store, claim: Claim, target: str | list[str], data,
-                 params: list | None = None, chunk_rows: int = CHUNK_ROWS) -> int:
-    """Append `data` (a pyarrow Table, a Parquet file or a glob of them) in chunks of
-    `chunk_rows`, each in its own short transaction; returns the number of rows.
+                 params: list | None = None) -> int:
+    """Append `data` (a pyarrow Table, a Parquet file or a glob of them) in chunks, each in its
+    own short transaction; returns the number of rows. Chunks are sized from the time the
+    previous one took, so each holds the store about `TARGET_HOLD_S` whatever the machine.
 
     `target` is a table name (columns matched by name) or a list of SQL statements that read
     the chunk as `_chunk` (with `params` for each). Between chunks other processes get in."""
@@ -119,42 +123,96 @@ def write_staged(store, claim: Claim, target: str | list[str], data,
     statements = ([f"INSERT INTO {_ident(target)} BY NAME SELECT * FROM _chunk"]
                   if isinstance(target, str) else list(target))
     if isinstance(data, pa.Table):
-        batches = data.to_batches(max_chunksize=chunk_rows)
+        batches = data.to_batches(max_chunksize=MIN_ROWS)
     else:
         files = sorted(Path(data).parent.glob(Path(data).name)) if "*" in str(data) else [data]
         batches = pads.dataset([str(f) for f in files], format="parquet").to_batches(
-            batch_size=chunk_rows)
-    n = 0
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        with store.transaction() as con:
-            _check_claim(con, claim)
-            con.register("_chunk", pa.Table.from_batches([batch]))
-            for sql in statements:
-                con.execute(sql, params or [])
-            con.unregister("_chunk")
-        n += batch.num_rows
+            batch_size=MIN_ROWS)
+    chunks = _chunks(batches)
+    n, size = 0, 5_000
+    chunk = chunks(size)
+    while chunk is not None:
+        with store.connect() as con:  # keeps the file while nobody else waits
+            while chunk is not None:
+                t0 = time.monotonic()
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    _check_claim(con, claim)
+                    con.register("_chunk", chunk)
+                    for sql in statements:
+                        con.execute(sql, params or [])
+                    con.unregister("_chunk")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                n += chunk.num_rows
+                size = _next_size(size, chunk.num_rows, time.monotonic() - t0)
+                chunk = chunks(size)
+                if store.others_waiting():
+                    break
     return n
 
 
-def copy_version_rows(store, claim: Claim, parent: str, chunk_rows: int = CHUNK_ROWS) -> int:
+def _chunks(batches):
+    """A function giving the next `size` rows of `batches` as one Arrow table (None at the end)."""
+    import pyarrow as pa
+
+    it = iter(batches)
+    state = {"pending": [], "rows": 0, "done": False}
+
+    def take(size: int):
+        while state["rows"] < size and not state["done"]:
+            batch = next(it, None)
+            if batch is None:
+                state["done"] = True
+            elif batch.num_rows:
+                state["pending"].append(batch)
+                state["rows"] += batch.num_rows
+        if not state["rows"]:
+            return None
+        table = pa.Table.from_batches(state["pending"])
+        state["pending"], state["rows"] = [], 0
+        return table
+
+    return take
+
+
+def _next_size(size: int, rows: int, seconds: float) -> int:
+    wanted = rows * TARGET_HOLD_S / max(seconds, 1e-3)
+    return int(min(MAX_ROWS, max(MIN_ROWS, min(wanted, size * 2))))
+
+
+def copy_version_rows(store, claim: Claim, parent: str) -> int:
     """The claimed version gets the parent's rows and flags, in chunks by row key (rid)."""
-    with store.connect() as con:
+    with store.read() as con:
         lo, hi = con.execute("SELECT min(rid), max(rid) FROM version_rows WHERE dataset = ? "
                              "AND version = ?", [claim.dataset, parent]).fetchone()
     if lo is None:
         return 0
-    n = 0
-    for start in range(lo, hi + 1, chunk_rows):
-        with store.transaction() as con:
-            _check_claim(con, claim)
-            n += con.execute(
-                "INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, rid) "
-                "SELECT ?, ?, uid, split, dup_cluster, is_dup, rid FROM version_rows "
-                "WHERE dataset = ? AND version = ? AND rid >= ? AND rid < ? ORDER BY rid",
-                [claim.dataset, claim.version, claim.dataset, parent, start,
-                 start + chunk_rows]).fetchone()[0]
+    n, start, size = 0, lo, 5_000
+    while start <= hi:
+        with store.connect() as con:  # keeps the file while nobody else waits
+            while start <= hi:
+                t0 = time.monotonic()
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    _check_claim(con, claim)
+                    n += con.execute(
+                        "INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, "
+                        "is_dup, rid) SELECT ?, ?, uid, split, dup_cluster, is_dup, rid "
+                        "FROM version_rows WHERE dataset = ? AND version = ? AND rid >= ? "
+                        "AND rid < ? ORDER BY rid",
+                        [claim.dataset, claim.version, claim.dataset, parent, start,
+                         start + size]).fetchone()[0]
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                start += size
+                size = _next_size(size, size, time.monotonic() - t0)
+                if store.others_waiting():
+                    break
     return n
 
 
@@ -173,6 +231,10 @@ def abandon_staged(store, claim: Claim) -> None:
     with contextlib.suppress(StudioError, duckdb.Error), store.transaction() as con:
         _delete(con, claim.dataset, claim.version, claim.new_dataset)
         con.execute("DELETE FROM staged_writes WHERE token = ?", [claim.token])
+    # Give the space back: a checkpoint writes the deletions and truncates free blocks at the
+    # end of the file (DuckDB cannot shrink it further without a full copy).
+    with contextlib.suppress(StudioError, duckdb.Error), store.connect() as con:
+        con.execute("CHECKPOINT")
 
 
 def sweep(con: duckdb.DuckDBPyConnection) -> int:
@@ -223,5 +285,10 @@ def stage_dir(store) -> Iterator[Path]:
     folder.mkdir()
     try:
         yield folder
+    except (OSError, duckdb.Error) as exc:  # e.g. the staged files filled the disk
+        user = store.user_error(exc)
+        if user is None:
+            raise
+        raise user from exc
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -40,6 +40,11 @@ def _is_lock_error(exc: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+def _is_read(sql: str) -> bool:
+    first = sql.lstrip(" \n\t(").split(None, 1)[0].lower() if sql.strip() else ""
+    return first in ("select", "with", "from", "show", "describe", "summarize")
+
+
 class Store:
     """Owns access to `<workspace>/studio.duckdb`; cheap to create, holds no connection."""
 
@@ -55,30 +60,43 @@ class Store:
         return self.workspace.db_path
 
     @contextmanager
-    def connect(self, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection, retried with backoff while another process holds the file
-        (for at most `timeout_s`, default the store's `lock_timeout_s`)."""
+    def connect(self, timeout_s: float | None = None,
+                read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, after waiting our turn in the workspace's FIFO queue (at most
+        `timeout_s`, default the store's `lock_timeout_s`). Read-write by default; with
+        `read_only`, readers queued together share the file (DuckDB allows several read-only
+        processes, never alongside a writer)."""
         timeout_s = self.lock_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         try:
-            with self._queue.turn(deadline), self._open(deadline, timeout_s) as con:
+            with self._queue.turn(deadline, shared=read_only) as shared, \
+                    self._open(deadline, timeout_s, shared) as con:
                 yield con
         except QueueTimeout as exc:
             raise WorkspaceBusyError(
                 f"workspace {self.workspace.root} is busy: waited {timeout_s:.0f}s for "
                 f"{self.path.name} ({exc})") from exc
 
+    def others_waiting(self) -> bool:
+        """Inside a connect() block: has another operation queued behind us?"""
+        return self._queue.others_waiting()
+
+    def read(self, timeout_s: float | None = None):
+        """A read-only connection (shared with other readers); see `connect`."""
+        return self.connect(timeout_s, read_only=True)
+
     @contextmanager
-    def _open(self, deadline: float, timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _open(self, deadline: float, timeout_s: float,
+              read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, retrying while a process outside the queue (a raw duckdb) holds it."""
         delay = 0.01
         while True:
             try:
-                con = duckdb.connect(str(self.path))
+                con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.Error as exc:
                 if not _is_lock_error(exc):
-                    user = self._user_error(exc)
+                    user = self.user_error(exc)
                     if user is None:
                         raise
                     raise user from exc
@@ -93,14 +111,14 @@ class Store:
             con.execute("SET enable_progress_bar = false")  # it would print into CLI output
             yield con
         except (duckdb.Error, OSError) as exc:
-            user = self._user_error(exc)
+            user = self.user_error(exc)
             if user is None:
                 raise
             raise user from exc
         finally:
             con.close()
 
-    def _user_error(self, exc: BaseException) -> StudioError | None:
+    def user_error(self, exc: BaseException) -> StudioError | None:
         """A one-line StudioError for what the user can fix (full disk, rights, a corrupt
         file), or None for what is a bug and keeps its traceback."""
         text = str(exc)
@@ -132,23 +150,24 @@ class Store:
             con.execute("COMMIT")
 
     def query(self, sql: str, params: list | tuple | None = None) -> list[dict]:
-        """Run one parameterized query and return rows as dicts (small results only)."""
-        with self.connect() as con:
+        """Run one parameterized query and return rows as dicts (small results only).
+        A SELECT runs on a shared read-only connection."""
+        with self.connect(read_only=_is_read(sql)) as con:
             cur = con.execute(sql, params or [])
             cols = [d[0] for d in cur.description] if cur.description else []
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def query_df(self, sql: str, params: list | tuple | None = None):
-        with self.connect() as con:
+        with self.connect(read_only=_is_read(sql)) as con:
             return con.execute(sql, params or []).df()
 
     # --- big writes in short steps (see curation.staging) -----------------------------------
     def claim(self, dataset: str, version: str | None, new_dataset: bool = False):
         return staging.claim(self, dataset, version, new_dataset)
 
-    def write_staged(self, claim, target, data, params=None,
-                     chunk_rows: int = staging.CHUNK_ROWS) -> int:
-        return staging.write_staged(self, claim, target, data, params, chunk_rows)
+    def write_staged(self, claim, target, data, params=None) -> int:
+        """Append `data` (Arrow table or Parquet) to `target` in short chunks under `claim`."""
+        return staging.write_staged(self, claim, target, data, params)
 
     def commit_staged(self, claim):
         return staging.commit_staged(self, claim)
