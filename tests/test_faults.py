@@ -8,10 +8,14 @@ processes, hold locks or fill a small filesystem are marked slow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +213,171 @@ def test_workspace_that_cannot_be_created_is_a_one_line_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     one_line_error(studio(blocker / "ws", "runs"), "cannot create folder")
+
+
+# --- slow: real kills, a held lock, a full disk, two imports at once ---------------------------
+
+def _kill_when(proc: subprocess.Popen, ready, delay: float, timeout: float = 240) -> bool:
+    """SIGKILL `proc` `delay` s after `ready()` turns true; False if it finished first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, "the command never reached the kill point"
+        time.sleep(0.01)
+    time.sleep(delay)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def _start(ws: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "from studio.cli import main; main()",
+                             "--workspace", str(ws), *args], cwd=REPO, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _staging(ws: Path, name: str):
+    return lambda: any((ws / "staging").glob(f"*/{name}"))
+
+
+def _answers(ws: Path) -> None:
+    """Every kind of command still answers after the fault."""
+    for args in (["runs"], ["versions", "d"], ["browse", "d", "--page-size", "2"]):
+        got = studio(ws, *args)
+        assert got.returncode == 0, (args, got.stderr)
+
+
+@pytest.mark.slow
+def test_kill_9_during_import_score_and_dedup_changes_nothing(ds, tmp_path):
+    """kill -9 at several points of each long write: the store stays as it was (what the dead
+    writer staged is swept by the next command), and the operation then succeeds in full."""
+    ws = ds.workspace.root
+    big = write_rows(tmp_path / "big.jsonl", 30_000, start=100)
+    import_file(ds, write_rows(tmp_path / "s.jsonl", 30_000, start=100), "s")
+    kills = 0
+    points = [
+        (("import", str(big)), lambda: True, 0.5),                          # reading the source
+        (("import", str(big)), _staging(ws, "rows.parquet"), 0.0),          # writing chunks
+        (("import", str(big)), _staging(ws, "rows.parquet"), 0.6),
+        (("score", "s"), _staging(ws, "base-00000.parquet"), 0.0),          # copying the text
+        (("score", "s"), _staging(ws, "scores-2.parquet"), 0.3),            # writing scores
+        (("dedup", "s"), lambda: True, 1.0),
+    ]
+    for i, (args, ready, delay) in enumerate(points):
+        if args[0] == "import":
+            args = (*args, "--name", f"big{i}")
+        before = snapshot(ds)
+        proc = _start(ws, *args)
+        killed = _kill_when(proc, ready, delay)
+        kills += killed
+        if killed:
+            _answers(ws)
+            assert snapshot(ds) == before, args
+            assert not ds.query("SELECT * FROM staged_writes")
+        else:  # it finished before the kill point: then it must be whole
+            assert proc.returncode == 0, proc.stderr.read()
+    assert kills >= 3, "too few kills landed mid-operation to test anything"
+    studio(ws, "import", str(big), "--name", "big", check=True)  # nothing in the way
+    assert ds.query("SELECT n_rows FROM versions WHERE dataset = 'big'") == [{"n_rows": 30_000}]
+    studio(ws, "score", "s", check=True)
+    studio(ws, "dedup", "s", check=True)
+
+
+@pytest.mark.slow
+def test_two_imports_at_once_both_land(store, tmp_path):
+    a = write_rows(tmp_path / "a.jsonl", 20_000)
+    b = write_rows(tmp_path / "b.jsonl", 20_000, start=20_000)
+    procs = [_start(store.workspace.root, "import", str(a), "--name", "a"),
+             _start(store.workspace.root, "import", str(b), "--name", "b")]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    got = store.query("SELECT dataset, count(*) AS n, count(DISTINCT uid) AS u, "
+                      "count(DISTINCT rid) AS r FROM rows GROUP BY 1 ORDER BY 1")
+    assert got == [{"dataset": "a", "n": 20_000, "u": 20_000, "r": 20_000},
+                   {"dataset": "b", "n": 20_000, "u": 20_000, "r": 20_000}]
+    assert store.query("SELECT count(DISTINCT rid) AS r FROM rows")[0]["r"] == 40_000
+
+
+@pytest.mark.slow
+def test_held_lock_makes_commands_wait_not_fail(ds):
+    code = textwrap.dedent(f"""
+        import duckdb, time
+        con = duckdb.connect({str(ds.path)!r})
+        print("locked", flush=True)
+        time.sleep(3)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        t0 = time.monotonic()
+        _answers(ds.workspace.root)
+        assert time.monotonic() - t0 >= 2.0  # it really waited for the holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
+def test_corrupt_run_files_leave_every_command_answering(ds):
+    ws = ds.workspace.root
+    runs = ds.workspace.runs_dir
+    for name, content in {"list": b"[]", "binary": b"\xff\xfe\x00", "gone": None}.items():
+        (runs / name).mkdir()
+        if content is not None:
+            (runs / name / "status.json").write_bytes(content)
+            (runs / name / "metrics.jsonl").write_bytes(b'{"step": 1}\n\xff\n{"step": 2}\n')
+        with ds.transaction() as con:
+            con.execute("INSERT INTO runs (id, kind, state, pid, config, run_dir) "
+                        "VALUES (?, 'train', 'running', 999999999, '{}', ?)",
+                        [name, str(runs / name)])
+        if content is None:
+            (runs / name).rmdir()
+    got = studio(ws, "runs", "--json")
+    assert got.returncode == 0, got.stderr
+    assert {r["id"]: r["state"] for r in json.loads(got.stdout)} == {
+        "list": "failed", "binary": "failed", "gone": "failed"}
+    for name in ("list", "binary", "gone"):
+        assert studio(ws, "run", "show", name, "--json").returncode == 0
+    _answers(ws)
+
+
+@contextlib.contextmanager
+def small_fs(path: Path, size: str):
+    """A real tmpfs of `size` at `path`, or skip with the reason when mounting is not allowed."""
+    path.mkdir(parents=True, exist_ok=True)
+    got = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                         capture_output=True, text=True)
+    if got.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({got.stderr.strip() or 'not root'})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.slow
+def test_full_disk_during_import_leaves_the_workspace_usable(tmp_path):
+    """Item 6: the workspace's disk fills up mid-import: one-line error, the store as it was
+    (its file no bigger than before plus DuckDB's slack), every command still answers, and
+    after freeing space the import works."""
+    with small_fs(tmp_path / "small", "40m") as mnt:
+        ws = mnt / "ws"
+        store = Store(Workspace.open(ws))
+        import_file(store, write_rows(tmp_path / "d.jsonl", 50), "d")
+        before, size_before = snapshot(store), store.path.stat().st_size
+        filler = mnt / "filler"
+        with filler.open("wb") as fh:  # leave ~6 MB free
+            free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+            fh.write(b"\0" * max(0, free - 6 * 2**20))
+        big = write_rows(tmp_path / "big.jsonl", 200_000)
+        line = one_line_error(studio(ws, "import", str(big), "--name", "big"), "disk is full")
+        assert "Traceback" not in line
+        _answers(ws)
+        assert snapshot(store) == before
+        assert store.path.stat().st_size <= size_before + 4 * 2**20
+        filler.unlink()
+        studio(ws, "import", str(write_rows(tmp_path / "m.jsonl", 2_000)), "--name", "m",
+               check=True)
