@@ -8,7 +8,9 @@ Two modes, measured in the same run on fresh workspaces with the same data:
        store and written in short chunks (curation.staging);
   old  the behaviour before: no queue (retry with random exponential backoff up to 0.5 s),
        the whole import and the whole score inside one transaction (kept below as
-       `legacy_import` / `legacy_score`, the previous code of curation.importer/scoring).
+       `legacy_import` / `legacy_score`, the previous code of curation.importer/scoring);
+  floor the readers alone on today's code (no writers, no job): the cost of opening the file
+       on this machine at this moment, the least any mode can reach.
 
 A reader loops: ask for a connection, run two small queries (datasets, runs), close, sleep
 50 ms. Its *wait* is the time from asking to holding the connection.
@@ -135,7 +137,7 @@ def legacy_score(store: Store, ref: str) -> None:
 
 # --- processes -----------------------------------------------------------------------------
 
-def _store(ws: str, mode: str) -> Store:
+def _store(ws: str, mode: str) -> Store:  # floor and new: today's Store
     cls = LegacyStore if mode == "old" else Store
     return cls(Workspace.open(ws), lock_timeout_s=300)
 
@@ -202,11 +204,13 @@ def _burn() -> None:
 
 
 def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
+    """`floor`: the new code with the readers alone (no writers, no job) for 20 s: what opening
+    the file costs on this machine right now, the least any mode can reach."""
     ws = tmp / f"ws-{mode}"
     store = Store(Workspace.open(ws), lock_timeout_s=300)
     import_file(store, src, "base")  # the dataset to score (setup, not measured)
-    run_id, trainer = start_training(store)
-    time.sleep(3.0)  # let the job start
+    run_id, trainer = (None, "none") if mode == "floor" else start_training(store)
+    time.sleep(0.0 if mode == "floor" else 3.0)  # let the job start
     ctx = mp.get_context("spawn")
     stop = tmp / f"stop-{mode}"
     readers_ = [ctx.Process(target=reader, args=(str(ws), mode, str(stop), str(tmp / f"r{mode}{i}")))
@@ -215,12 +219,14 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
         p.start()
     time.sleep(1.0)
     writers = [ctx.Process(target=writer, args=(str(ws), mode, w, str(src), str(tmp / f"w{mode}{w}")))
-               for w in ("import", "score")]
+               for w in ("import", "score") if mode != "floor"]
     t0 = time.perf_counter()
     for p in writers:
         p.start()
     for p in writers:
         p.join()
+    if mode == "floor":
+        time.sleep(20.0)
     elapsed = time.perf_counter() - t0
     stop.write_text("stop")
     for p in readers_:
@@ -247,7 +253,7 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
-    ap.add_argument("--modes", default="old,new")
+    ap.add_argument("--modes", default="old,new,floor")
     args = ap.parse_args()
     os.environ.setdefault("STUDIO_TORCH_THREADS", "1")
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-load-"))
@@ -259,8 +265,9 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
-    print(f"\nCPU: {cpu}, {os.cpu_count()} cores; {args.rows:,} rows imported and "
-          f"{args.rows:,} scored at once, {N_READERS} reader processes, load: {results[0]['load']}")
+    print(f"\nCPU: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"{args.rows:,} rows imported and {args.rows:,} scored at once, {N_READERS} reader "
+          f"processes, load: {results[0]['load']}")
     print(f"{'mode':<5} {'reads':>6} {'fail':>5} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} "
           f"{'max s':>7} {'import s':>9} {'score s':>8}")
     for r in results:
