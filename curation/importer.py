@@ -75,19 +75,19 @@ def _new_rows(con: duckdb.DuckDBPyConnection, name: str, source: str, out: Path)
 
 
 # Per chunk of staged rows: rid unique and in source order (the chunk starts after the
-# largest rid so far), and the chunk's rows in version v1, in source order.
+# largest rid so far), the rows, and the same rows in version v1, in source order.
 _WRITE_CHUNK = [
+    """CREATE TEMP TABLE _c AS SELECT *, (SELECT coalesce(max(rid), 0) FROM rows) + line
+       - (SELECT min(line) FROM _chunk) + 1 AS rid FROM _chunk""",
     """INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
                         source_file, source_line, content_hash, tags, category, rid,
                         inst_chars, resp_chars)
        SELECT uid, dataset, id, messages, system, instruction, response, n_turns, source_file,
-              line, content_hash, tags, category,
-              (SELECT coalesce(max(rid), 0) FROM rows) + line - (SELECT min(line) FROM _chunk) + 1,
-              length(instruction), length(response)
-       FROM _chunk ORDER BY line""",
+              line, content_hash, tags, category, rid, length(instruction), length(response)
+       FROM _c ORDER BY line""",
     """INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, rid)
-       SELECT c.dataset, 'v1', c.uid, 'train', NULL, false, r.rid
-       FROM _chunk c JOIN rows r ON r.uid = c.uid ORDER BY c.line""",
+       SELECT dataset, 'v1', uid, 'train', NULL, false, rid FROM _c ORDER BY line""",
+    "DROP TABLE _c",
 ]
 
 
