@@ -17,3 +17,8 @@ class NotFoundError(StudioError):
 
 class WorkspaceBusyError(StudioError):
     """Another process held the workspace database for longer than the lock timeout."""
+
+
+class StoreWriteError(StudioError):
+    """A write to the workspace failed for lack of room or rights (disk full, read-only);
+    the store is left as it was before the write."""

@@ -58,13 +58,15 @@ class Condition:
 
 _TOKEN = re.compile(r"""\s*(?:
     (?P<field>[A-Za-z_][A-Za-z0-9_:.-]*)\s*(?P<op>!=|<=|>=|!~|=|<|>|~)\s*
-    (?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'"]+)
+    (?P<value>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|[^\s'"]+)
 )\s*""", re.X)
 
 
 def _parse_value(raw: str) -> Any:
-    if raw[0] in "'\"":
-        return re.sub(r"\\(.)", r"\1", raw[1:-1])
+    if raw[0] in "'\"":  # backslash escapes, and SQL-style doubling: 'it''s'
+        doubled = raw[0] * 2
+        return re.sub(r"\\(.)|" + doubled, lambda m: m[1] if m[1] is not None else raw[0],
+                      raw[1:-1])
     low = raw.lower()
     if low in ("true", "false"):
         return low == "true"

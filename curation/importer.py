@@ -19,7 +19,7 @@ import duckdb
 from curation import formats, readers
 from curation.errors import StudioError
 from curation.store import Store
-from curation.versions import check_name, create_version
+from curation.versions import check_name
 
 Progress = Callable[[int, int], None]
 
@@ -49,8 +49,9 @@ def _normalize(con: duckdb.DuckDBPyConnection, path: str, kind: str, fmt: str,
                 f"AS content_hash FROM ({sql})", params)
 
 
-def _insert_rows(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
-    """Ids: the source's own when present and unique; else from the content hash (+ the
+def _new_rows(con: duckdb.DuckDBPyConnection, name: str, source: str, out: Path) -> None:
+    """The rows to insert, with their uids and ids, written to `out` (Parquet) in source order.
+    Ids: the source's own when present and unique; else from the content hash (+ the
     occurrence number for exact duplicates), so re-importing the same data gives the same ids.
     Window functions run only over the (usually few) duplicated rows."""
     con.execute("CREATE TEMP TABLE _dup_src AS SELECT src_id FROM _norm WHERE src_id IS NOT NULL "
@@ -58,20 +59,36 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None
     con.execute("CREATE TEMP TABLE _occ AS SELECT line, row_number() OVER "
                 "(PARTITION BY content_hash ORDER BY line) AS k FROM _norm WHERE content_hash IN "
                 "(SELECT content_hash FROM _norm GROUP BY 1 HAVING count(*) > 1)")
-    con.execute("""
-        INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
-                          source_file, source_line, content_hash, tags, category, rid,
-                          inst_chars, resp_chars)
-        SELECT md5(? || chr(31) || id || chr(31) || content_hash), ?, id, messages, system,
-               instruction, response, n_turns, ?, line, content_hash, tags, category,
-               (SELECT coalesce(max(rid), 0) FROM rows) + line,  -- unique, in source order
-               length(instruction), length(response)
+    con.execute(f"""
+        COPY (
+        SELECT md5(? || chr(31) || id || chr(31) || content_hash) AS uid, ? AS dataset, id,
+               CAST(messages AS VARCHAR) AS messages, system, instruction, response, n_turns,
+               ? AS source_file, line, content_hash, tags, category
         FROM (
           SELECT n.*, CASE
               WHEN src_id IS NOT NULL AND src_id NOT IN (SELECT src_id FROM _dup_src) THEN src_id
               WHEN coalesce(o.k, 1) = 1 THEN substr(content_hash, 1, 16)
               ELSE substr(md5(content_hash || ':' || o.k), 1, 16) END AS id
-          FROM _norm n LEFT JOIN _occ o USING (line))""", [name, name, source])
+          FROM _norm n LEFT JOIN _occ o USING (line))
+        ORDER BY line) TO '{str(out).replace("'", "''")}' (FORMAT parquet)""",
+                [name, name, source])
+
+
+# Per chunk of staged rows: rid unique and in source order (the chunk starts after the
+# largest rid so far), the rows, and the same rows in version v1, in source order.
+_WRITE_CHUNK = [
+    """CREATE TEMP TABLE _c AS SELECT *, (SELECT coalesce(max(rid), 0) FROM rows) + line
+       - (SELECT min(line) FROM _chunk) + 1 AS rid FROM _chunk""",
+    """INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
+                        source_file, source_line, content_hash, tags, category, rid,
+                        inst_chars, resp_chars)
+       SELECT uid, dataset, id, messages, system, instruction, response, n_turns, source_file,
+              line, content_hash, tags, category, rid, length(instruction), length(response)
+       FROM _c ORDER BY line""",
+    """INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, rid)
+       SELECT dataset, 'v1', uid, 'train', NULL, false, rid FROM _c ORDER BY line""",
+    "DROP TABLE _c",
+]
 
 
 def _first_error(con: duckdb.DuckDBPyConnection, path: str, kind: str) -> None:
@@ -90,26 +107,34 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
     source = str(Path(path).resolve()) if kind != "hf_hub" else str(path)
     if progress:
         progress(0, 3)
-    with store.transaction() as con:
-        if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
-            raise StudioError(f"dataset {name!r} already exists; pick another --name")
-        readers.stage(con, path, kind)
-        fmt, used = _detect(con, format, mapping)
-        _normalize(con, source, kind, fmt, used)
-        _first_error(con, source, kind)
-        if progress:
-            progress(1, 3)
-        _insert_rows(con, name, source)
+    # Read and normalize on a private in-memory database, then write in short chunks under a
+    # claim (curation.staging): other processes are never locked out for the whole import.
+    claim = store.claim(name, "v1", new_dataset=True)
+    try:
+        with store.stage_dir() as tmp:
+            with duckdb.connect() as con:
+                con.execute("SET enable_progress_bar = false")
+                readers.stage(con, path, kind)
+                fmt, used = _detect(con, format, mapping)
+                _normalize(con, source, kind, fmt, used)
+                _first_error(con, source, kind)
+                if progress:
+                    progress(1, 3)
+                _new_rows(con, name, source, tmp / "rows.parquet")
+            n = store.write_staged(claim, _WRITE_CHUNK, tmp / "rows.parquet")
         if progress:
             progress(2, 3)
-        con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
-                    [name, source, fmt, json.dumps(used)])
-        version = create_version(
-            con, name, None, "import", {"source": source, "format": fmt, "mapping": used},
-            "SELECT uid, 'train' AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
-            "false AS is_dup FROM rows WHERE dataset = ? ORDER BY source_line", [name], name="v1")
-        n = con.execute("SELECT n_rows FROM versions WHERE dataset = ? AND version = ?",
-                        [name, version]).fetchone()[0]
+        with store.commit_staged(claim) as con:
+            con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
+                        [name, source, fmt, json.dumps(used)])
+            con.execute("INSERT INTO versions (dataset, version, parent, operation, params, "
+                        "n_rows, created_at) VALUES (?, 'v1', NULL, 'import', ?, ?, now())",
+                        [name, json.dumps({"source": source, "format": fmt, "mapping": used},
+                                          default=str), n])
+        version = "v1"
+    except BaseException:
+        store.abandon_staged(claim)
+        raise
     if progress:
         progress(3, 3)
     return {"name": name, "version": version, "n_rows": n, "format": fmt, "mapping": used,

@@ -324,3 +324,21 @@ def _ablations(con: duckdb.DuckDBPyConnection) -> None:
             run_id TEXT NOT NULL,
             PRIMARY KEY (ablation_id, version_ref, seed)
         )""")
+
+
+# --- store: staged writes (issue 14) ---------------------------------------------------------
+
+@migration("0030_staged_writes")
+def _staged_writes(con: duckdb.DuckDBPyConnection) -> None:
+    # Long writes go in short chunks (curation.store.Store.write_staged) under a claim that
+    # keeps them invisible until one short commit; a claim whose process died is swept.
+    con.execute("""
+        CREATE TABLE staged_writes (
+            token TEXT PRIMARY KEY,
+            dataset TEXT NOT NULL,
+            version TEXT NOT NULL,
+            new_dataset BOOLEAN NOT NULL,  -- an import: its rows are staged too
+            pid BIGINT,
+            pid_start BIGINT,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")

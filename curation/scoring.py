@@ -11,10 +11,10 @@ import json
 import math
 from collections.abc import Callable
 
+import duckdb
 import numpy as np
 
-from curation import heuristics
-from curation import versions as V
+from curation import heuristics, staging
 from curation.datasets import resolve_ref
 from curation.errors import StudioError
 from curation.store import Store
@@ -57,46 +57,83 @@ def score(store: Store, ref: str, scorer: str = "heuristic", model: str | None =
         "value": [None if not math.isfinite(x) else float(x)
                   for k in values for x in values[k].tolist()],
     })
-    with store.transaction() as con:
-        name = V.create_version(con, dataset, version, "score",
-                                {"scorer": scorer, "model": model, "max_length": max_length,
-                                 "scores": list(values)},
-                                V.parent_rows_sql(), [dataset, version], out)
-        con.register("_long", long)
-        con.execute("INSERT INTO scores (dataset, version, uid, name, value, rid) "
-                    "SELECT ?, ?, l.uid, l.name, l.value, r.rid FROM _long l "
-                    "JOIN rows r ON r.uid = l.uid ORDER BY l.name, r.rid", [dataset, name])
-        con.unregister("_long")
+    name = _save(store, dataset, version, out,
+                 {"scorer": scorer, "model": model, "max_length": max_length,
+                  "scores": list(values)},
+                 lambda claim: store.write_staged(claim, [
+                     "INSERT INTO scores (dataset, version, uid, name, value, rid) "
+                     "SELECT ?, ?, l.uid, l.name, l.value, r.rid FROM _chunk l "
+                     "JOIN rows r ON r.uid = l.uid ORDER BY l.name, r.rid"],
+                     long, params=[claim.dataset, claim.version]))
     return {"ref": f"{dataset}@{name}", "parent": f"{dataset}@{version}", "scores": list(values),
             "n_rows": len(uids)}
 
 
+def _save(store: Store, dataset: str, parent: str, out: str | None, params: dict,
+          write_scores: Callable) -> str:
+    """A new version of `parent` holding the scores `write_scores(claim)` stages; written in
+    short chunks, made visible by one short commit, removed if anything fails."""
+    claim = store.claim(dataset, out)
+    try:
+        write_scores(claim)
+        n = staging.copy_version_rows(store, claim, parent)
+        with store.commit_staged(claim) as con:
+            con.execute("INSERT INTO versions (dataset, version, parent, operation, params, "
+                        "n_rows, created_at) VALUES (?, ?, ?, 'score', ?, ?, now())",
+                        [dataset, claim.version, parent, json.dumps(params, default=str), n])
+    except BaseException:
+        store.abandon_staged(claim)
+        raise
+    return claim.version
+
+
 def _heuristic(store: Store, ref: str, out: str | None, progress: Progress | None) -> dict:
+    """Signals computed on a private in-memory DuckDB from a staged copy of the text: the
+    workspace store is only held for short chunked reads and writes."""
     sql, params = heuristics.signals_sql()
-    with store.transaction() as con:
+    with store.read() as con:
         dataset, version = resolve_ref(con, ref)
-        con.execute("CREATE TEMP TABLE _base AS SELECT vr.uid, vr.rid, "
-                    "coalesce(r.instruction, '') AS i, "
-                    "coalesce(r.response, '') AS o FROM version_rows vr JOIN rows r "
-                    "ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ?",
-                    [dataset, version])
-        con.execute(f"CREATE TEMP TABLE _sig AS {sql}", params)
+        lo, hi = con.execute("SELECT min(rid), max(rid) FROM version_rows WHERE dataset = ? "
+                             "AND version = ?", [dataset, version]).fetchone()
+    cols = ", ".join(heuristics.NUMERIC)
+    with store.stage_dir() as tmp:
+        for k, start in enumerate(range(lo or 0, (hi or -1) + 1, staging.CHUNK_ROWS)):
+            with store.read() as con:
+                con.execute(f"COPY (SELECT vr.uid, vr.rid, coalesce(r.instruction, '') AS i, "
+                            f"coalesce(r.response, '') AS o FROM version_rows vr JOIN rows r "
+                            f"ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "
+                            f"AND vr.rid >= ? AND vr.rid < ?) TO '{_sql_path(tmp / f'base-{k:05d}.parquet')}' "
+                            f"(FORMAT parquet)", [dataset, version, start, start + staging.CHUNK_ROWS])
         if progress:
-            progress(1, 2)
-        name = V.create_version(con, dataset, version, "score",
-                                {"scorer": "heuristic", "scores": [*heuristics.NUMERIC, "lang"]},
-                                V.parent_rows_sql(), [dataset, version], out)
-        cols = ", ".join(heuristics.NUMERIC)
-        # sorted by (name, rid): zone maps then skip most row groups when reading one score
-        con.execute(f"INSERT INTO scores (dataset, version, uid, name, value, rid) "
-                    f"SELECT ?, ?, uid, name, value, rid FROM (UNPIVOT (SELECT uid, rid, {cols} "
-                    f"FROM _sig) ON {cols} INTO NAME name VALUE value) ORDER BY name, rid",
-                    [dataset, name])
-        con.execute("INSERT INTO scores (dataset, version, uid, name, value, label, rid) "
-                    "SELECT ?, ?, uid, 'lang', lang_conf, lang, rid FROM _sig ORDER BY rid",
-                    [dataset, name])
-        n = con.execute("SELECT count(*) FROM _sig").fetchone()[0]
+            progress(1, 3)
+        with duckdb.connect() as local:
+            local.execute("SET enable_progress_bar = false")
+            local.execute(f"CREATE TEMP TABLE _base AS SELECT * FROM "
+                          f"read_parquet('{_sql_path(tmp)}/base-*.parquet')")
+            local.execute(f"CREATE TEMP TABLE _sig AS {sql}", params)
+            n = local.execute("SELECT count(*) FROM _sig").fetchone()[0]
+            # sorted by (name, rid): zone maps then skip most row groups when reading one score
+            local.execute(f"COPY (SELECT uid, name, value, CAST(NULL AS VARCHAR) AS label, rid "
+                          f"FROM (UNPIVOT (SELECT uid, rid, {cols} FROM _sig) ON {cols} "
+                          f"INTO NAME name VALUE value) ORDER BY name, rid) "
+                          f"TO '{_sql_path(tmp / 'scores-1.parquet')}' (FORMAT parquet)")
+            local.execute(f"COPY (SELECT uid, 'lang' AS name, lang_conf AS value, lang AS label, "
+                          f"rid FROM _sig ORDER BY rid) TO '{_sql_path(tmp / 'scores-2.parquet')}' "
+                          f"(FORMAT parquet)")
+        if progress:
+            progress(2, 3)
+        name = _save(store, dataset, version, out,
+                     {"scorer": "heuristic", "scores": [*heuristics.NUMERIC, "lang"]},
+                     lambda claim: store.write_staged(claim, [
+                         "INSERT INTO scores (dataset, version, uid, name, value, label, rid) "
+                         "SELECT ?, ?, uid, name, value, label, rid FROM _chunk"],
+                         tmp / "scores-*.parquet", params=[claim.dataset, claim.version]))
     if progress:
-        progress(2, 2)
+        progress(3, 3)
     return {"ref": f"{dataset}@{name}", "parent": f"{dataset}@{version}",
             "scores": [*heuristics.NUMERIC, "lang"], "n_rows": n}
+
+
+def _sql_path(path) -> str:
+    """COPY and read_parquet take no parameter for a path: quote it as an SQL literal."""
+    return str(path).replace("'", "''")

@@ -8,7 +8,9 @@ soon as the block ends. Worker processes (training, generation) never open the d
 they write files in their run folder and whoever reads next ingests them.
 
 Long computations (dedup, scoring, generation) must run *outside* a `connect()` block: read
-what you need, close, compute, then write the result in one `transaction()`.
+what you need, close, compute, then write the result in one `transaction()`, or, when it is
+big, in chunks through `write_staged` (curation.staging) so no reader waits for all of it.
+Waiters are served first come, first served (curation.fairlock), not by luck of backoff.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 
 import duckdb
 
-from curation.errors import WorkspaceBusyError
+from curation import staging
+from curation.errors import StoreWriteError, StudioError, WorkspaceBusyError
+from curation.fairlock import FairQueue, QueueTimeout
 from curation.migrations import MIGRATIONS
 from curation.workspace import Workspace
 
@@ -36,6 +40,11 @@ def _is_lock_error(exc: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+def _is_read(sql: str) -> bool:
+    first = sql.lstrip(" \n\t(").split(None, 1)[0].lower() if sql.strip() else ""
+    return first in ("select", "with", "from", "show", "describe", "summarize")
+
+
 class Store:
     """Owns access to `<workspace>/studio.duckdb`; cheap to create, holds no connection."""
 
@@ -43,6 +52,7 @@ class Store:
                  lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.lock_timeout_s = lock_timeout_s
+        self._queue = FairQueue(self.workspace.root / "locks" / "store-queue")
         self._ensure_migrated()
 
     @property
@@ -50,29 +60,82 @@ class Store:
         return self.workspace.db_path
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection, retried with backoff while another process holds the file."""
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.02
+    def connect(self, timeout_s: float | None = None,
+                read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, after waiting our turn in the workspace's FIFO queue (at most
+        `timeout_s`, default the store's `lock_timeout_s`). Read-write by default; with
+        `read_only`, readers queued together share the file (DuckDB allows several read-only
+        processes, never alongside a writer)."""
+        timeout_s = self.lock_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        try:
+            with self._queue.turn(deadline, shared=read_only) as shared, \
+                    self._open(deadline, timeout_s, shared) as con:
+                yield con
+        except QueueTimeout as exc:
+            raise WorkspaceBusyError(
+                f"workspace {self.workspace.root} is busy: waited {timeout_s:.0f}s for "
+                f"{self.path.name} ({exc})") from exc
+
+    def others_waiting(self) -> bool:
+        """Inside a connect() block: has another operation queued behind us?"""
+        return self._queue.others_waiting()
+
+    def read(self, timeout_s: float | None = None):
+        """A read-only connection (shared with other readers); see `connect`."""
+        return self.connect(timeout_s, read_only=True)
+
+    @contextmanager
+    def _open(self, deadline: float, timeout_s: float,
+              read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file, retrying while a process outside the queue (a raw duckdb) holds it."""
+        delay = 0.01
         while True:
             try:
-                con = duckdb.connect(str(self.path))
+                con = duckdb.connect(str(self.path), read_only=read_only)
                 break
-            except duckdb.IOException as exc:
+            except duckdb.Error as exc:
                 if not _is_lock_error(exc):
-                    raise
+                    user = self.user_error(exc)
+                    if user is None:
+                        raise
+                    raise user from exc
                 if time.monotonic() >= deadline:
                     raise WorkspaceBusyError(
                         f"workspace {self.workspace.root} is busy: another process has held "
-                        f"{self.path.name} for over {self.lock_timeout_s:.0f}s ({exc})"
+                        f"{self.path.name} for over {timeout_s:.0f}s ({exc})"
                     ) from exc
                 time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.5)
-        con.execute("SET enable_progress_bar = false")  # it would print into CLI output
+                delay = min(delay * 2, 0.1)
         try:
+            con.execute("SET enable_progress_bar = false")  # it would print into CLI output
             yield con
+        except (duckdb.Error, OSError) as exc:
+            user = self.user_error(exc)
+            if user is None:
+                raise
+            raise user from exc
         finally:
             con.close()
+
+    def user_error(self, exc: BaseException) -> StudioError | None:
+        """A one-line StudioError for what the user can fix (full disk, rights, a corrupt
+        file), or None for what is a bug and keeps its traceback."""
+        text = str(exc)
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        errno_ = getattr(exc, "errno", None)
+        if errno_ == 28 or "No space left on device" in text or "disk is full" in text.lower():
+            return StoreWriteError(
+                f"workspace {self.workspace.root}: the disk is full; the write was not done "
+                f"and the store is as it was (free some space and retry)")
+        if errno_ in (1, 13, 30) or "Read-only file system" in text or "Permission denied" in text:
+            return StoreWriteError(f"workspace {self.workspace.root}: cannot write: {first}")
+        if "not a valid DuckDB database" in text or "Corrupt database" in text \
+                or "corrupt" in text.lower() and isinstance(exc, duckdb.Error):
+            return StudioError(f"workspace database {self.path} is damaged or not a DuckDB "
+                               f"file: {first} (restore it from a backup, or move it away to "
+                               f"start an empty workspace)")
+        return None
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -87,15 +150,33 @@ class Store:
             con.execute("COMMIT")
 
     def query(self, sql: str, params: list | tuple | None = None) -> list[dict]:
-        """Run one parameterized query and return rows as dicts (small results only)."""
-        with self.connect() as con:
+        """Run one parameterized query and return rows as dicts (small results only).
+        A SELECT runs on a shared read-only connection."""
+        with self.connect(read_only=_is_read(sql)) as con:
             cur = con.execute(sql, params or [])
             cols = [d[0] for d in cur.description] if cur.description else []
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def query_df(self, sql: str, params: list | tuple | None = None):
-        with self.connect() as con:
+        with self.connect(read_only=_is_read(sql)) as con:
             return con.execute(sql, params or []).df()
+
+    # --- big writes in short steps (see curation.staging) -----------------------------------
+    def claim(self, dataset: str, version: str | None, new_dataset: bool = False):
+        return staging.claim(self, dataset, version, new_dataset)
+
+    def write_staged(self, claim, target, data, params=None) -> int:
+        """Append `data` (Arrow table or Parquet) to `target` in short chunks under `claim`."""
+        return staging.write_staged(self, claim, target, data, params)
+
+    def commit_staged(self, claim):
+        return staging.commit_staged(self, claim)
+
+    def abandon_staged(self, claim) -> None:
+        staging.abandon_staged(self, claim)
+
+    def stage_dir(self):
+        return staging.stage_dir(self)
 
     def applied_migrations(self) -> list[str]:
         return [r["name"] for r in self.query("SELECT name FROM _migrations ORDER BY applied_at, name")]
@@ -121,4 +202,7 @@ class Store:
                         con.execute("ROLLBACK")
                         raise
                     con.execute("COMMIT")
+                con.execute("BEGIN TRANSACTION")
+                staging.sweep(con)  # what writers that died had staged
+                con.execute("COMMIT")
             _migrated.add(self.path)

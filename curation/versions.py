@@ -14,19 +14,20 @@ import duckdb
 
 from curation.errors import StudioError
 
-VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: `$` lets "x\n" in
 
 
 def check_name(name: str, what: str = "version") -> str:
-    if not VERSION_NAME.match(name or ""):
+    if not isinstance(name, str) or not VERSION_NAME.fullmatch(name):
         raise StudioError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' "
                           "(at most 64, starting with a letter or digit)")
     return name
 
 
 def next_version_name(con: duckdb.DuckDBPyConnection, dataset: str) -> str:
-    names = [r[0] for r in con.execute("SELECT version FROM versions WHERE dataset = ?",
-                                       [dataset]).fetchall()]
+    from curation.staging import taken_versions  # names claimed by staged writes count too
+
+    names = taken_versions(con, dataset)
     nums = [int(n[1:]) for n in names if re.fullmatch(r"v\d+", n)]
     return f"v{max(nums, default=0) + 1}"
 

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from curation.errors import StudioError
+
 DEFAULT_WORKSPACE = "studio-workspace"
 DB_FILENAME = "studio.duckdb"
 
@@ -31,7 +33,11 @@ class Workspace:
     def open(cls, path: str | os.PathLike | None = None) -> Workspace:
         ws = cls(resolve_workspace_path(path))
         for folder in (ws.root, ws.runs_dir, ws.models_dir, ws.exports_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StudioError(f"workspace {ws.root}: cannot create folder {folder}: "
+                                  f"{exc.strerror or exc}") from exc
         return ws
 
     @property

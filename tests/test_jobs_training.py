@@ -12,7 +12,7 @@ import pytest
 from studio.cli import main as studio_main
 from training import jobs, synthetic
 from training.data import write_jsonl
-from training.status import read_metrics, read_status
+from training.status import read_metric_lines, read_metrics, read_status
 
 
 @pytest.fixture
@@ -103,6 +103,8 @@ def test_kill_9_then_resume_continues_from_last_checkpoint(env, capsys, tiny_mod
     log = jobs.log_tail(run_dir, 400)
     resumed_from = int(log.split("resuming from ")[1].split("checkpoint-")[1].split()[0])
     assert 10 <= resumed_from <= killed_at
-    steps = [r["step"] for r in read_metrics(run_dir) if "loss" in r]
-    assert steps.count(1) == 1, "the resumed attempt must not start again from step 1"
-    assert max(steps) == 40 and any(s > resumed_from for s in steps)
+    raw = [r["step"] for r in read_metric_lines(run_dir).records if "loss" in r]
+    assert raw.count(1) == 1, "the resumed attempt must not start again from step 1"
+    assert max(raw) == 40 and any(s > resumed_from for s in raw)
+    steps = [r["step"] for r in read_metrics(run_dir)]
+    assert steps == sorted(set(steps)), "one record per step, in order (no zig-zag)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -26,24 +27,27 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from curation.errors import NotFoundError, StudioError
+from curation.errors import NotFoundError, StoreWriteError, StudioError
 from training.status import (
     CHECKPOINTS_DIR,
     META_FILE,
+    STATUS_ERROR,
     TERMINAL,
     adapter_hash,
     log_tail,
     process_start,
     read_job,
+    read_metric_lines,
     read_metrics,
     read_status,
     write_job,
     write_status,
 )
 
-__all__ = ["launch", "refresh", "list_runs", "get_run", "cancel", "resume", "wait",
+__all__ = ["launch", "refresh", "reap_children", "list_runs", "get_run", "cancel", "resume", "wait",
            "read_metrics", "read_status", "log_tail", "pid_alive"]
 
+log = logging.getLogger(__name__)
 _children: dict[int, subprocess.Popen] = {}  # keeps Popen objects so they are not GC-warned
 
 
@@ -63,9 +67,13 @@ def launch(store, kind: str, module: str, config: dict | None = None,
            device: str | None = "auto", run_id: str | None = None) -> str:
     """Create `runs/<id>/`, let `prepare(run_dir)` write the inputs, record the run, start it.
 
-    If `prepare` raises, the folder is removed and the store is unchanged. `device` "auto"
-    takes the GPU lock when the machine has GPUs, else the workspace's CPU lock; None = no lock.
+    Record first, then start: the row exists (state queued) before any process does, so no job
+    can run unseen by `list_runs`. If `prepare` or the record fails (e.g. the store stays
+    busy), the folder is removed, the store is unchanged and nothing was started; if the start
+    fails, the run is recorded as failed. `device` "auto" takes the GPU lock when the machine
+    has GPUs, else the workspace's CPU lock; None = no lock.
     """
+    reap_children()
     run_id = run_id or new_run_id(kind)
     run_dir = store.workspace.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=False)
@@ -74,19 +82,38 @@ def launch(store, kind: str, module: str, config: dict | None = None,
                             "device": _detect_device() if device == "auto" else device,
                             "lock_dir": str(store.workspace.root / "locks"), "resume": False,
                             "attempt": 1})
-        write_status(run_dir, state="queued", progress=0.0)
+        write_status(run_dir, state="queued", progress=0.0, launched_at=time.time())
         if prepare is not None:
             prepare(run_dir)
+        with store.transaction() as con:
+            con.execute("INSERT INTO runs (id, kind, name, state, config, run_dir) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [run_id, kind, name, "queued", json.dumps(config or {}, default=str),
+                         str(run_dir)])
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    pid = _spawn(run_dir)
-    with store.transaction() as con:
-        con.execute("INSERT INTO runs (id, kind, name, state, pid, pgid, config, run_dir) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, kind, name, "queued", pid, pid, json.dumps(config or {}, default=str),
-                     str(run_dir)])
+    _start(store, run_id, run_dir)
     return run_id
+
+
+def _start(store, run_id: str, run_dir: Path) -> int:
+    """Spawn the recorded run; on failure mark it failed (files, then store) and raise."""
+    try:
+        pid = _spawn(run_dir)
+    except Exception as exc:
+        message = f"could not start the job process: {exc}"
+        with contextlib.suppress(OSError):
+            write_status(run_dir, state="failed", error=message, finished_at=time.time())
+        with contextlib.suppress(StudioError), store.transaction() as con:
+            con.execute("UPDATE runs SET state = 'failed', error = ?, finished_at = ? "
+                        "WHERE id = ?", [message, dt.datetime.now(), run_id])
+        raise StudioError(f"run {run_id}: {message}") from exc
+    # The runner writes its pid into status.json itself, and refresh reads it from there;
+    # recording it here too is a convenience that must not make the caller wait long.
+    with contextlib.suppress(StudioError), store.connect(timeout_s=5.0) as con:
+        con.execute("UPDATE runs SET pid = ?, pgid = ? WHERE id = ?", [pid, pid, run_id])
+    return pid
 
 
 def _spawn(run_dir: Path) -> int:
@@ -100,6 +127,15 @@ def _spawn(run_dir: Path) -> int:
     return proc.pid
 
 
+def reap_children() -> list[int]:
+    """Collect the exit status of our finished job processes, so a long-lived launcher (the UI
+    server) keeps no zombies. Called on every launch, refresh and liveness check."""
+    done = [pid for pid, proc in list(_children.items()) if proc.poll() is not None]
+    for pid in done:
+        _children.pop(pid, None)
+    return done
+
+
 def pid_alive(pid: int | None, start: int | None = None) -> bool:
     """True while the process exists and is not a zombie (reaps our own exited children).
     With `start` (see `process_start`), a different process that reuses the pid counts as dead."""
@@ -107,12 +143,9 @@ def pid_alive(pid: int | None, start: int | None = None) -> bool:
         return False
     if start is not None and process_start(pid) not in (None, start):
         return False
-    proc = _children.get(pid)
-    if proc is not None:
-        if proc.poll() is None:
-            return True
-        _children.pop(pid, None)
-        return False
+    reap_children()
+    if pid in _children:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -130,7 +163,14 @@ def _ts(value) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(value) if isinstance(value, (int, float)) else None
 
 
-def _died_message(pid: int, run_dir: Path) -> str:
+LAUNCH_GRACE_S = 60.0  # a recorded run whose process has not yet written its pid
+
+
+def _died_message(pid: int | None, run_dir: Path) -> str:
+    if not run_dir.is_dir():
+        return f"run folder {run_dir} is missing (deleted?); process {pid} is not running"
+    if pid is None:
+        return "the job process never started (its launcher died or could not spawn it)"
     tail = log_tail(run_dir, 20)
     return (f"process {pid} died without finishing (killed, out of memory or crashed); "
             f"last log lines:\n{tail}")
@@ -143,13 +183,20 @@ def _next_state(row: dict, status: dict, run_dir: Path) -> dict | None:
     if state in TERMINAL:
         return {"state": state, "error": status.get("error"),
                 "finished_at": _ts(status.get("finished_at")), "started_at": _ts(status.get("started_at"))}
+    if pid is None and run_dir.is_dir():
+        launched = status.get("launched_at") or status.get("updated_at")
+        if launched is None and isinstance(row.get("created_at"), dt.datetime):
+            launched = row["created_at"].timestamp()
+        if launched is None or time.time() - launched < LAUNCH_GRACE_S:
+            return None  # recorded, process starting
     if not pid_alive(pid, status.get("pid_start")):
         # Re-read: the job may have written its final state between our two looks.
         status = read_status(run_dir)
         if status.get("state") in TERMINAL:
             return _next_state(row, status, run_dir)
         message = _died_message(pid, run_dir)
-        write_status(run_dir, state="failed", error=message, finished_at=time.time())
+        with contextlib.suppress(OSError):  # full disk, folder gone: the store still learns it
+            write_status(run_dir, state="failed", error=message, finished_at=time.time())
         return {"state": "failed", "error": message, "finished_at": dt.datetime.now(),
                 "started_at": _ts(status.get("started_at"))}
     if state and state != row["state"]:
@@ -159,7 +206,8 @@ def _next_state(row: dict, status: dict, run_dir: Path) -> dict | None:
 
 def refresh(store) -> list[str]:
     """Ingest status files and new checkpoints of unfinished runs; returns the ids that changed."""
-    rows = store.query("SELECT id, state, pid, run_dir, config FROM runs "
+    reap_children()
+    rows = store.query("SELECT id, state, pid, run_dir, config, created_at FROM runs "
                        "WHERE state NOT IN ('completed', 'failed', 'cancelled')")
     updates, checkpoints = [], []
     known = _known_checkpoints(store, [r["id"] for r in rows])
@@ -194,14 +242,17 @@ def _scan_checkpoints(run_id: str, run_dir: Path, known: set[str]) -> list[dict]
     for meta_path in sorted((run_dir / CHECKPOINTS_DIR).glob(f"step-*/{META_FILE}")):
         if f"{run_id}/{meta_path.parent.name}" in known:
             continue
+        folder = meta_path.parent
         try:
             meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            digest = adapter_hash(folder)
+        except (OSError, ValueError):
             continue
-        folder = meta_path.parent
+        if not isinstance(meta, dict):
+            continue
         found.append({"id": f"{run_id}/{folder.name}", "run_id": run_id, "step": meta.get("step"),
                       "path": str(folder), "base_model": meta.get("base_model"),
-                      "adapter_hash": adapter_hash(folder), "metrics": meta.get("metrics") or {}})
+                      "adapter_hash": digest, "metrics": meta.get("metrics") or {}})
     return found
 
 
@@ -219,9 +270,15 @@ def _insert_checkpoints(con, checkpoints: list[dict]) -> None:
 
 
 def list_runs(store, kind: str | None = None, do_refresh: bool = True) -> list[dict]:
-    """Runs, newest first, after ingesting what running jobs wrote."""
+    """Runs, newest first, after ingesting what running jobs wrote.
+
+    A run whose folder or status file is broken is listed with `problem` set; it never breaks
+    the listing. If the refresh cannot write (disk full), the stored states are listed."""
     if do_refresh:
-        refresh(store)
+        try:
+            refresh(store)
+        except (StoreWriteError, OSError) as exc:
+            log.warning("runs: could not refresh job states: %s", exc)
     sql = ("SELECT id, kind, name, state, pid, created_at, started_at, finished_at, error, run_dir "
            "FROM runs")
     params: list = []
@@ -234,6 +291,7 @@ def list_runs(store, kind: str | None = None, do_refresh: bool = True) -> list[d
         run["progress"] = status.get("progress")
         run["step"] = status.get("step")
         run["metrics"] = status.get("metrics")
+        run["problem"] = status.get(STATUS_ERROR)
     return runs
 
 
@@ -247,11 +305,13 @@ def get_run(store, run_id: str, do_refresh: bool = True) -> dict:
     run = rows[0]
     run["config"] = json.loads(run["config"]) if isinstance(run["config"], str) else run["config"]
     run["status"] = read_status(run["run_dir"])
+    run["problem"] = run["status"].get(STATUS_ERROR)
     run["checkpoints"] = store.query(
         "SELECT id, step, path, metrics FROM checkpoints WHERE run_id = ? ORDER BY step", [run_id])
     metrics = read_metrics(run["run_dir"])
     run["last_metrics"] = metrics[-1] if metrics else None
-    run["n_metric_lines"] = len(metrics)
+    run["n_metric_lines"] = len(metrics)  # one per step
+    run["n_bad_metric_lines"] = read_metric_lines(run["run_dir"]).n_bad
     return run
 
 
@@ -293,11 +353,12 @@ def resume(store, run_id: str) -> dict:
     job = read_job(run_dir)
     job.update(resume=True, attempt=int(job.get("attempt", 1)) + 1)
     write_job(run_dir, job)
-    write_status(run_dir, state="queued", error=None, finished_at=None, pid=None)
-    pid = _spawn(run_dir)  # the row stays terminal until this update, so refresh cannot race it
-    with store.transaction() as con:
-        con.execute("UPDATE runs SET state = 'queued', error = NULL, finished_at = NULL, pid = ?, "
-                    "pgid = ? WHERE id = ?", [pid, pid, run_id])
+    write_status(run_dir, state="queued", error=None, finished_at=None, pid=None, pgid=None,
+                 pid_start=None, launched_at=time.time())
+    with store.transaction() as con:  # record first, then start (see launch)
+        con.execute("UPDATE runs SET state = 'queued', error = NULL, finished_at = NULL, "
+                    "pid = NULL, pgid = NULL WHERE id = ?", [run_id])
+    _start(store, run_id, run_dir)
     return get_run(store, run_id, do_refresh=False)
 
 
@@ -309,9 +370,10 @@ def wait(store, run_id: str, timeout_s: float | None = None, poll_s: float = 0.5
     while True:
         run = get_run(store, run_id)
         if on_metrics is not None:
-            for record in read_metrics(run["run_dir"], since=seen):
+            records = read_metric_lines(run["run_dir"]).records
+            for record in records[seen:]:
                 on_metrics(record)
-                seen += 1
+            seen = max(seen, len(records))
         if run["state"] in TERMINAL:
             return run
         if deadline is not None and time.monotonic() > deadline:

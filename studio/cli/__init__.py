@@ -13,6 +13,7 @@ Commands live in one module per area; heavy imports (torch, vllm) stay inside th
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 
@@ -38,12 +39,21 @@ def _register_commands() -> None:
     add_workspace_option_everywhere()
 
 
+# The machine's state, not a bug: one line, exit 1 (full disk, no rights, read-only disk).
+_USER_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def main(argv: list[str] | None = None) -> None:
     _register_commands()
     try:
         cli.main(args=argv, prog_name="studio", standalone_mode=False)
     except StudioError as exc:
         _fail(f"error: {exc}", EXIT_USER_ERROR)
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRORS:
+            raise  # a bug: keep the traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        _fail(f"error: {exc.strerror or exc}{where}", EXIT_USER_ERROR)
     except (click.exceptions.Abort, KeyboardInterrupt):
         _fail("aborted", EXIT_ABORTED)
     except click.ClickException as exc:

@@ -356,11 +356,12 @@ def diff_cmd(ctx, a, b, as_json):
               show_default=True)
 @click.option("--split", type=click.Choice(["train", "heldout"]), default=None)
 @click.option("--include-dups", is_flag=True, help="Also export rows flagged as duplicates.")
+@click.option("--force", is_flag=True, help="Replace PATH if it exists (never through a symlink).")
 @json_option
 @click.pass_context
-def export_cmd(ctx, ref, path, fmt, split, include_dups, as_json):
+def export_cmd(ctx, ref, path, fmt, split, include_dups, force, as_json):
     """Write NAME[@VERSION] to PATH (jsonl, parquet, or a datasets folder)."""
     from curation.export import export
 
-    got = export(get_store(ctx), ref, path, fmt, split, include_dups)
+    got = export(get_store(ctx), ref, path, fmt, split, include_dups, force=force)
     emit(got, as_json, f"wrote {got['n_rows']} rows of {got['ref']} to {got['path']}")

@@ -1,0 +1,286 @@
+"""The store under load: how long do readers wait while an import, a score and a training job run?
+
+Goal (issue 14, item 5): with an N-row import, an N-row heuristic score and a training job
+running at once, 10 concurrent reader processes see p95 wait under 0.5 s and no read fails.
+
+Two modes, measured in the same run on fresh workspaces with the same data:
+  new  today's code: FIFO ticket queue (curation.fairlock), import and score computed off the
+       store and written in short chunks (curation.staging);
+  old  the behaviour before: no queue (retry with random exponential backoff up to 0.5 s),
+       the whole import and the whole score inside one transaction (kept below as
+       `legacy_import` / `legacy_score`, the previous code of curation.importer/scoring);
+  floor the readers alone on today's code (no writers, no job): the cost of opening the file
+       on this machine at this moment, the least any mode can reach.
+
+A reader loops: ask for a connection, run two small queries (datasets, runs), close, sleep
+50 ms. Its *wait* is the time from asking to holding the connection.
+
+    .venv/bin/python bench/bench_store_load.py --rows 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from curation import heuristics, importer, readers  # noqa: E402
+from curation import versions as V  # noqa: E402
+from curation.datasets import resolve_ref as _resolve  # noqa: E402
+from curation.errors import WorkspaceBusyError  # noqa: E402
+from curation.importer import import_file  # noqa: E402
+from curation.scoring import score  # noqa: E402
+from curation.store import Store, _is_lock_error  # noqa: E402
+from curation.workspace import Workspace  # noqa: E402
+
+N_READERS = 10
+
+
+# --- the old behaviour, kept for the comparison ------------------------------------------------
+
+class LegacyStore(Store):
+    """Store.connect as it was: no queue, retry with random exponential backoff (max 0.5 s)."""
+
+    @contextlib.contextmanager
+    def connect(self, timeout_s: float | None = None, read_only: bool = False):  # noqa: ARG002
+        deadline = time.monotonic() + (timeout_s or self.lock_timeout_s)
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WorkspaceBusyError(f"busy: {exc}") from exc
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+        con.execute("SET enable_progress_bar = false")
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def legacy_import(store: Store, path: Path, name: str) -> None:
+    """The previous import_file: read, normalize and insert inside one transaction."""
+    kind = readers.source_kind(path)
+    source = str(path.resolve())
+    with store.transaction() as con:
+        readers.stage(con, path, kind)
+        fmt, used = importer._detect(con, None, None)
+        importer._normalize(con, source, kind, fmt, used)
+        importer._first_error(con, source, kind)
+        con.execute("CREATE TEMP TABLE _dup_src AS SELECT src_id FROM _norm WHERE src_id IS NOT "
+                    "NULL GROUP BY src_id HAVING count(*) > 1")
+        con.execute("CREATE TEMP TABLE _occ AS SELECT line, row_number() OVER (PARTITION BY "
+                    "content_hash ORDER BY line) AS k FROM _norm WHERE content_hash IN "
+                    "(SELECT content_hash FROM _norm GROUP BY 1 HAVING count(*) > 1)")
+        con.execute("""
+            INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
+                              source_file, source_line, content_hash, tags, category, rid,
+                              inst_chars, resp_chars)
+            SELECT md5(? || chr(31) || id || chr(31) || content_hash), ?, id, messages, system,
+                   instruction, response, n_turns, ?, line, content_hash, tags, category,
+                   (SELECT coalesce(max(rid), 0) FROM rows) + line,
+                   length(instruction), length(response)
+            FROM (SELECT n.*, CASE
+                  WHEN src_id IS NOT NULL AND src_id NOT IN (SELECT src_id FROM _dup_src) THEN src_id
+                  WHEN coalesce(o.k, 1) = 1 THEN substr(content_hash, 1, 16)
+                  ELSE substr(md5(content_hash || ':' || o.k), 1, 16) END AS id
+              FROM _norm n LEFT JOIN _occ o USING (line))""", [name, name, source])
+        con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
+                    [name, source, fmt, json.dumps(used)])
+        V.create_version(con, name, None, "import", {"source": source},
+                         "SELECT uid, 'train' AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
+                         "false AS is_dup FROM rows WHERE dataset = ? ORDER BY source_line",
+                         [name], name="v1")
+
+
+def legacy_score(store: Store, ref: str) -> None:
+    """The previous heuristic scorer: signals computed and stored inside one transaction."""
+    sql, params = heuristics.signals_sql()
+    cols = ", ".join(heuristics.NUMERIC)
+    with store.transaction() as con:
+        dataset, version = _resolve(con, ref)
+        con.execute("CREATE TEMP TABLE _base AS SELECT vr.uid, vr.rid, coalesce(r.instruction, "
+                    "'') AS i, coalesce(r.response, '') AS o FROM version_rows vr JOIN rows r "
+                    "ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ?",
+                    [dataset, version])
+        con.execute(f"CREATE TEMP TABLE _sig AS {sql}", params)
+        name = V.create_version(con, dataset, version, "score", {"scorer": "heuristic"},
+                                V.parent_rows_sql(), [dataset, version], None)
+        con.execute(f"INSERT INTO scores (dataset, version, uid, name, value, rid) "
+                    f"SELECT ?, ?, uid, name, value, rid FROM (UNPIVOT (SELECT uid, rid, {cols} "
+                    f"FROM _sig) ON {cols} INTO NAME name VALUE value) ORDER BY name, rid",
+                    [dataset, name])
+        con.execute("INSERT INTO scores (dataset, version, uid, name, value, label, rid) "
+                    "SELECT ?, ?, uid, 'lang', lang_conf, lang, rid FROM _sig ORDER BY rid",
+                    [dataset, name])
+
+
+# --- processes -----------------------------------------------------------------------------
+
+def _store(ws: str, mode: str) -> Store:  # floor and new: today's Store
+    cls = LegacyStore if mode == "old" else Store
+    return cls(Workspace.open(ws), lock_timeout_s=300)
+
+
+def reader(ws: str, mode: str, stop_file: str, out_file: str) -> None:
+    store = _store(ws, mode)
+    waits, failures = [], []
+    while not os.path.exists(stop_file):
+        t0 = time.perf_counter()
+        try:
+            with store.read() as con:
+                waits.append(time.perf_counter() - t0)
+                con.execute("SELECT name FROM datasets").fetchall()
+                con.execute("SELECT id, state FROM runs ORDER BY created_at DESC LIMIT 20").fetchall()
+        except Exception as exc:  # noqa: BLE001 - a failed read is what we count
+            failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+        time.sleep(0.05)
+    Path(out_file).write_text(json.dumps({"waits": waits, "failures": failures}))
+
+
+def writer(ws: str, mode: str, what: str, src: str, out_file: str) -> None:
+    store = _store(ws, mode)
+    t0 = time.perf_counter()
+    if what == "import":
+        (legacy_import if mode == "old" else lambda s, p, n: import_file(s, p, n))(
+            store, Path(src), "incoming")
+    else:
+        (legacy_score if mode == "old" else lambda s, r: score(s, r))(store, "base")
+    Path(out_file).write_text(json.dumps({"seconds": time.perf_counter() - t0}))
+
+
+def generate(path: Path, n: int) -> None:
+    """n instruction rows of varied length (the shape of bench_1m's data)."""
+    with duckdb.connect() as con:
+        con.execute(f"""COPY (SELECT 'Write about topic ' || i || ' using words ' || md5(i::VARCHAR)
+                AS instruction, '' AS input,
+                'Answer ' || i || ': ' || repeat('lorem ipsum ', i % 30) AS output
+              FROM range({n}) t(i)) TO '{path}' (FORMAT json)""")
+
+
+def start_training(store: Store) -> tuple[str | None, str]:
+    """A real training job on the cached tiny model when there is one, else a CPU burner."""
+    models = sorted(glob.glob(str(REPO / ".cache" / "tiny-model-test-*" / "config.json")))
+    if models:
+        from training import synthetic
+        from training.config import TrainConfig
+        from training.data import write_jsonl
+        from training.launcher import launch_training
+
+        data = store.workspace.root / "train.jsonl"
+        write_jsonl(data, synthetic.generate(["repeat_twice"], 200, seed=1))
+        cfg = TrainConfig(base_model=str(Path(models[-1]).parent), data_file=str(data),
+                          max_steps=100000, save_steps=100000, eval_steps=100000,
+                          logging_steps=5)
+        return launch_training(store, cfg), "training job (tiny model, 1 torch thread)"
+    proc = mp.get_context("spawn").Process(target=_burn, daemon=True)
+    proc.start()
+    return None, f"CPU-burning stand-in process (pid {proc.pid}; no cached tiny model)"
+
+
+def _burn() -> None:
+    while True:
+        sum(i * i for i in range(10000))
+
+
+def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
+    """`floor`: the new code with the readers alone (no writers, no job) for 20 s: what opening
+    the file costs on this machine right now, the least any mode can reach."""
+    ws = tmp / f"ws-{mode}"
+    store = Store(Workspace.open(ws), lock_timeout_s=300)
+    import_file(store, src, "base")  # the dataset to score (setup, not measured)
+    run_id, trainer = (None, "none") if mode == "floor" else start_training(store)
+    time.sleep(0.0 if mode == "floor" else 3.0)  # let the job start
+    ctx = mp.get_context("spawn")
+    stop = tmp / f"stop-{mode}"
+    readers_ = [ctx.Process(target=reader, args=(str(ws), mode, str(stop), str(tmp / f"r{mode}{i}")))
+                for i in range(N_READERS)]
+    for p in readers_:
+        p.start()
+    time.sleep(1.0)
+    writers = [ctx.Process(target=writer, args=(str(ws), mode, w, str(src), str(tmp / f"w{mode}{w}")))
+               for w in ("import", "score") if mode != "floor"]
+    t0 = time.perf_counter()
+    for p in writers:
+        p.start()
+    for p in writers:
+        p.join()
+    if mode == "floor":
+        time.sleep(20.0)
+    elapsed = time.perf_counter() - t0
+    stop.write_text("stop")
+    for p in readers_:
+        p.join(timeout=600)
+    if run_id:
+        from training import jobs
+
+        with contextlib.suppress(Exception):
+            jobs.cancel(store, run_id, grace_s=5)
+    waits, failures = [], []
+    for i in range(N_READERS):
+        got = json.loads((tmp / f"r{mode}{i}").read_text())
+        waits += got["waits"]
+        failures += got["failures"]
+    writes = {w: json.loads((tmp / f"w{mode}{w}").read_text())["seconds"]
+              for w in ("import", "score") if (tmp / f"w{mode}{w}").exists()}
+    q = statistics.quantiles(waits, n=100) if len(waits) > 1 else [0.0] * 99
+    return {"mode": mode, "reads": len(waits), "failures": len(failures),
+            "failure_examples": failures[:3], "p50": q[49], "p95": q[94], "p99": q[98],
+            "max": max(waits, default=0.0), "elapsed_s": elapsed, "writes_s": writes,
+            "load": trainer}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--modes", default="old,new,floor")
+    args = ap.parse_args()
+    os.environ.setdefault("STUDIO_TORCH_THREADS", "1")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-store-load-"))
+    try:
+        src = tmp / "src.jsonl"
+        generate(src, args.rows)
+        results = [run_mode(m, src, args.rows, tmp) for m in args.modes.split(",")]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    print(f"\nCPU: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"{args.rows:,} rows imported and {args.rows:,} scored at once, {N_READERS} reader "
+          f"processes, load: {results[0]['load']}")
+    print(f"{'mode':<5} {'reads':>6} {'fail':>5} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} "
+          f"{'max s':>7} {'import s':>9} {'score s':>8}")
+    for r in results:
+        print(f"{r['mode']:<5} {r['reads']:>6} {r['failures']:>5} {r['p50']:>7.3f} {r['p95']:>7.3f} "
+              f"{r['p99']:>7.3f} {r['max']:>7.2f} {r['writes_s'].get('import', float('nan')):>9.1f} "
+              f"{r['writes_s'].get('score', float('nan')):>8.1f}")
+        for example in r["failure_examples"]:
+            print(f"      failure: {example}")
+    by = {r["mode"]: r for r in results}
+    if "old" in by and "new" in by and by["new"]["p95"] > 0:
+        print(f"p95 wait old/new = {by['old']['p95'] / by['new']['p95']:.1f}x; goal p95 < 0.5 s "
+              f"and 0 failures: {'met' if by['new']['p95'] < 0.5 and not by['new']['failures'] else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""Big writes in short steps: the store is never held for the length of an import or a score.
+
+Why: DuckDB's file lock is exclusive, so one 1M-row INSERT (seconds to a minute) makes every
+reader wait for all of it. Instead the heavy work runs on a private in-memory DuckDB or in
+files under `<workspace>/staging/`, and the result is appended in chunks, each in its own short
+connection through the store's FIFO queue, so readers get in between chunks:
+
+    claim = store.claim(dataset, version)            # reserves the name, invisible to readers
+    try:
+        store.write_staged("scores", "scores.parquet", claim)   # chunked appends
+        with store.commit_staged(claim) as con:      # one short transaction makes it visible
+            con.execute("INSERT INTO versions ...")
+    except BaseException:
+        store.abandon_staged(claim)
+        raise
+
+Staged rows are invisible until the commit because every read goes through `versions` (and
+`datasets`): version_rows and scores of a version that has no `versions` row, and rows of a
+dataset that has no `datasets` row, are never shown. A claim records the writer's pid; when the
+writer dies (kill -9, full disk, power) the next claim or store open deletes what it staged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from curation.errors import StudioError
+
+CHUNK_ROWS = 20_000    # rows per chunked read (scoring's copy of the text)
+TARGET_HOLD_S = 0.2   # chunked writes size their chunks to hold the store about this long
+MIN_ROWS, MAX_ROWS = 2_000, 200_000
+STAGING_DIR = "staging"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A reserved (dataset, version) that staged writes fill before one commit shows it."""
+    token: str
+    dataset: str
+    version: str
+    new_dataset: bool
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks (/proc/PID/stat field 22): with the pid it names a
+    process even after the pid is reused. None where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int | None, start: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = process_start(pid)
+    return start is None or now is None or now == start
+
+
+def taken_versions(con: duckdb.DuckDBPyConnection, dataset: str) -> set[str]:
+    """Version names of `dataset` that exist or are claimed by a staged write in progress."""
+    return {r[0] for r in con.execute(
+        "SELECT version FROM versions WHERE dataset = ? UNION "
+        "SELECT version FROM staged_writes WHERE dataset = ?", [dataset, dataset]).fetchall()}
+
+
+def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -> Claim:
+    """Reserve `dataset@version` (version None: the next free vN) for a staged write."""
+    from curation.versions import check_name
+
+    token = secrets.token_hex(8)
+    with store.transaction() as con:
+        sweep(con)
+        exists = con.execute("SELECT 1 FROM datasets WHERE name = ?", [dataset]).fetchone()
+        if new_dataset and exists:
+            raise StudioError(f"dataset {dataset!r} already exists; pick another --name")
+        if not new_dataset and not exists:
+            raise StudioError(f"dataset {dataset!r} does not exist")
+        taken = taken_versions(con, dataset)
+        if new_dataset and con.execute("SELECT 1 FROM staged_writes WHERE dataset = ?",
+                                       [dataset]).fetchone():
+            raise StudioError(f"dataset {dataset!r} is being imported by another process; "
+                              "pick another --name")
+        if version is None:
+            nums = [int(v[1:]) for v in taken if v[:1] == "v" and v[1:].isdigit()]
+            version = f"v{max(nums, default=0) + 1}"
+        check_name(version)
+        if version in taken:
+            raise StudioError(f"version {dataset}@{version} already exists; pick another --out name")
+        con.execute("INSERT INTO staged_writes (token, dataset, version, new_dataset, pid, "
+                    "pid_start) VALUES (?, ?, ?, ?, ?, ?)",
+                    [token, dataset, version, new_dataset, os.getpid(), process_start(os.getpid())])
+    return Claim(token, dataset, version, new_dataset)
+
+
+def write_staged(store, claim: Claim, target: str | list[str], data,
+                 params: list | None = None) -> int:
+    """Append `data` (a pyarrow Table, a Parquet file or a glob of them) in chunks, each in its
+    own short transaction; returns the number of rows. Chunks are sized from the time the
+    previous one took, so each holds the store about `TARGET_HOLD_S` whatever the machine.
+
+    `target` is a table name (columns matched by name) or a list of SQL statements that read
+    the chunk as `_chunk` (with `params` for each). Between chunks other processes get in."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    statements = ([f"INSERT INTO {_ident(target)} BY NAME SELECT * FROM _chunk"]
+                  if isinstance(target, str) else list(target))
+    if isinstance(data, pa.Table):
+        batches = data.to_batches(max_chunksize=MIN_ROWS)
+    else:
+        files = sorted(Path(data).parent.glob(Path(data).name)) if "*" in str(data) else [data]
+        batches = pads.dataset([str(f) for f in files], format="parquet").to_batches(
+            batch_size=MIN_ROWS)
+    chunks = _chunks(batches)
+    n, size = 0, 5_000
+    chunk = chunks(size)
+    while chunk is not None:
+        with store.connect() as con:  # keeps the file while nobody else waits
+            while chunk is not None:
+                t0 = time.monotonic()
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    _check_claim(con, claim)
+                    con.register("_chunk", chunk)
+                    for sql in statements:
+                        con.execute(sql, params or [])
+                    con.unregister("_chunk")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                n += chunk.num_rows
+                waiting = store.others_waiting()
+                size = _next_size(size, chunk.num_rows, time.monotonic() - t0, waiting)
+                chunk = chunks(size)
+                if waiting:
+                    break
+    return n
+
+
+def _chunks(batches):
+    """A function giving the next `size` rows of `batches` as one Arrow table (None at the end)."""
+    import pyarrow as pa
+
+    it = iter(batches)
+    state = {"pending": [], "rows": 0, "done": False}
+
+    def take(size: int):
+        while state["rows"] < size and not state["done"]:
+            batch = next(it, None)
+            if batch is None:
+                state["done"] = True
+            elif batch.num_rows:
+                state["pending"].append(batch)
+                state["rows"] += batch.num_rows
+        if not state["rows"]:
+            return None
+        table = pa.Table.from_batches(state["pending"])
+        state["pending"], state["rows"] = [], 0
+        return table
+
+    return take
+
+
+def _next_size(size: int, rows: int, seconds: float, waiting: bool) -> int:
+    """Alone, chunks grow (fewer statements, as fast as one big insert); with others queued,
+    a chunk is sized to hold the store about TARGET_HOLD_S."""
+    if not waiting:
+        return min(MAX_ROWS, size * 2)
+    wanted = rows * TARGET_HOLD_S / max(seconds, 1e-3)
+    return int(min(MAX_ROWS, max(MIN_ROWS, min(wanted, size * 2))))
+
+
+def copy_version_rows(store, claim: Claim, parent: str) -> int:
+    """The claimed version gets the parent's rows and flags, in chunks by row key (rid)."""
+    with store.read() as con:
+        lo, hi = con.execute("SELECT min(rid), max(rid) FROM version_rows WHERE dataset = ? "
+                             "AND version = ?", [claim.dataset, parent]).fetchone()
+    if lo is None:
+        return 0
+    n, start, size = 0, lo, 5_000
+    while start <= hi:
+        with store.connect() as con:  # keeps the file while nobody else waits
+            while start <= hi:
+                t0 = time.monotonic()
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    _check_claim(con, claim)
+                    n += con.execute(
+                        "INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, "
+                        "is_dup, rid) SELECT ?, ?, uid, split, dup_cluster, is_dup, rid "
+                        "FROM version_rows WHERE dataset = ? AND version = ? AND rid >= ? "
+                        "AND rid < ? ORDER BY rid",
+                        [claim.dataset, claim.version, claim.dataset, parent, start,
+                         start + size]).fetchone()[0]
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                start += size
+                waiting = store.others_waiting()
+                size = _next_size(size, size, time.monotonic() - t0, waiting)
+                if waiting:
+                    break
+    return n
+
+
+@contextlib.contextmanager
+def commit_staged(store, claim: Claim) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The short transaction that makes the staged data visible (the caller inserts the
+    `versions` / `datasets` rows in it); the claim ends with it."""
+    with store.transaction() as con:
+        _check_claim(con, claim)
+        con.execute("DELETE FROM staged_writes WHERE token = ?", [claim.token])
+        yield con
+
+
+def abandon_staged(store, claim: Claim) -> None:
+    """Delete what the claim staged (best effort: if this fails too, the next sweep does it)."""
+    with contextlib.suppress(StudioError, duckdb.Error), store.transaction() as con:
+        _delete(con, claim.dataset, claim.version, claim.new_dataset)
+        con.execute("DELETE FROM staged_writes WHERE token = ?", [claim.token])
+    # Give the space back: a checkpoint writes the deletions and truncates free blocks at the
+    # end of the file (DuckDB cannot shrink it further without a full copy).
+    with contextlib.suppress(StudioError, duckdb.Error), store.connect() as con:
+        con.execute("CHECKPOINT")
+
+
+def sweep(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete the staged data of writers that died; returns how many claims were swept."""
+    dead = [r for r in con.execute("SELECT token, dataset, version, new_dataset, pid, pid_start "
+                                   "FROM staged_writes").fetchall() if not _alive(r[4], r[5])]
+    for token, dataset, version, new_dataset, _, _ in dead:
+        _delete(con, dataset, version, new_dataset)
+        con.execute("DELETE FROM staged_writes WHERE token = ?", [token])
+    return len(dead)
+
+
+def _delete(con, dataset: str, version: str, new_dataset: bool) -> None:
+    # Only data no committed version or dataset owns: never what a user already has.
+    if con.execute("SELECT 1 FROM versions WHERE dataset = ? AND version = ?",
+                   [dataset, version]).fetchone():
+        return
+    con.execute("DELETE FROM version_rows WHERE dataset = ? AND version = ?", [dataset, version])
+    con.execute("DELETE FROM scores WHERE dataset = ? AND version = ?", [dataset, version])
+    if new_dataset and not con.execute("SELECT 1 FROM datasets WHERE name = ?",
+                                       [dataset]).fetchone():
+        con.execute("DELETE FROM rows WHERE dataset = ?", [dataset])
+
+
+def _check_claim(con, claim: Claim) -> None:
+    if not con.execute("SELECT 1 FROM staged_writes WHERE token = ?", [claim.token]).fetchall():
+        raise StudioError(f"{claim.dataset}@{claim.version}: the staged write was cancelled "
+                          "(its claim is gone)")
+
+
+def _ident(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a table name: {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def stage_dir(store) -> Iterator[Path]:
+    """A fresh folder under `<workspace>/staging/` for intermediate files, removed at the end;
+    folders left by dead processes are removed on the way."""
+    root = store.workspace.root / STAGING_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid), None):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / f"{os.getpid()}-{secrets.token_hex(4)}"
+    folder.mkdir()
+    try:
+        yield folder
+    except (OSError, duckdb.Error) as exc:  # e.g. the staged files filled the disk
+        user = store.user_error(exc)
+        if user is None:
+            raise
+        raise user from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
