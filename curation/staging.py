@@ -73,16 +73,9 @@ def _alive(pid: int | None, start: int | None) -> bool:
     return start is None or now is None or now == start
 
 
-def taken_versions(con: duckdb.DuckDBPyConnection, dataset: str) -> set[str]:
-    """Version names of `dataset` that exist or are claimed by a staged write in progress."""
-    return {r[0] for r in con.execute(
-        "SELECT version FROM versions WHERE dataset = ? UNION "
-        "SELECT version FROM staged_writes WHERE dataset = ?", [dataset, dataset]).fetchall()}
-
-
 def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -> Claim:
     """Reserve `dataset@version` (version None: the next free vN) for a staged write."""
-    from curation.versions import check_name
+    from curation.versions import check_name, taken_versions
 
     token = secrets.token_hex(8)
     with store.transaction() as con:

@@ -24,9 +24,14 @@ def check_name(name: str, what: str = "version") -> str:
     return name
 
 
-def next_version_name(con: duckdb.DuckDBPyConnection, dataset: str) -> str:
-    from curation.staging import taken_versions  # names claimed by staged writes count too
+def taken_versions(con: duckdb.DuckDBPyConnection, dataset: str) -> set[str]:
+    """Version names of `dataset` that exist or are claimed by a staged write in progress."""
+    return {r[0] for r in con.execute(
+        "SELECT version FROM versions WHERE dataset = ? UNION "
+        "SELECT version FROM staged_writes WHERE dataset = ?", [dataset, dataset]).fetchall()}
 
+
+def next_version_name(con: duckdb.DuckDBPyConnection, dataset: str) -> str:
     names = taken_versions(con, dataset)
     nums = [int(n[1:]) for n in names if re.fullmatch(r"v\d+", n)]
     return f"v{max(nums, default=0) + 1}"
