@@ -53,13 +53,15 @@ def test_ok_user_error_and_usage_error(tmp_path):
     assert usage.returncode == EXIT_USAGE and "No such option" in usage.stderr
 
 
-def test_internal_error_on_a_corrupt_database(tmp_path):
+def test_a_corrupt_database_is_the_users_state_not_a_bug(tmp_path):
+    """A damaged workspace file is not a studio bug: one line that says what to do, exit 1."""
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "studio.duckdb").write_bytes(os.urandom(8192))
     got = studio("-w", str(ws), "datasets", "--json")
-    assert got.returncode == EXIT_INTERNAL and got.stdout == ""
-    assert "Traceback" in got.stderr and "internal error: " in got.stderr.splitlines()[-1]
+    assert got.returncode == EXIT_USER_ERROR and got.stdout == ""
+    assert "Traceback" not in got.stderr and len(got.stderr.strip().splitlines()) == 1
+    assert "not a valid DuckDB database" in got.stderr
 
 
 def test_internal_error_and_abort_from_an_injected_failure(tmp_path):
