@@ -130,7 +130,8 @@ def staged_keys(con: duckdb.DuckDBPyConnection, stage: str = "_stage",
 def define_macros(con: duckdb.DuckDBPyConnection) -> None:
     """SQL helpers used by the normalization (temporary: they live with the connection)."""
     # a JSON value that may arrive as a JSON string holding JSON (e.g. glaive's `tools`)
-    con.execute("CREATE OR REPLACE TEMP MACRO _as_json(v) AS CASE WHEN json_type(v) = 'VARCHAR' "
+    con.execute("CREATE OR REPLACE TEMP MACRO _as_json(v) AS CASE WHEN json_type(v) = 'NULL' "
+                "THEN NULL WHEN json_type(v) = 'VARCHAR' "
                 "AND json_valid(v ->> '$') AND left(ltrim(v ->> '$'), 1) IN ('[', '{') "
                 "THEN json(v ->> '$') ELSE v END")
     # a list of content parts: objects that each have a `type` or a `text`

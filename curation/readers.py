@@ -72,9 +72,10 @@ def stage(con: duckdb.DuckDBPyConnection, path: str | Path, kind: str,
                         f"to_json(t) AS j FROM read_csv(?, all_varchar=true, header=true, "
                         f"{dialect}) t", [src])
         elif kind == "parquet":
+            # the record without the row-number column (else it would read as a field)
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT file_row_number + 1 AS line, "
-                        "to_json(t) AS j FROM (SELECT * EXCLUDE (file_row_number), "
-                        "file_row_number FROM read_parquet(?, file_row_number=true)) t", [src])
+                        "json_merge_patch(to_json(t), '{\"file_row_number\": null}') AS j "
+                        "FROM read_parquet(?, file_row_number=true) t", [src])
         else:
             _stage_hf(con, src, kind, table)
     except duckdb.Error as exc:
