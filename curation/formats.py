@@ -161,21 +161,25 @@ def normalize_sql(fmt: str, mapping: dict[str, str], stage: str = "_stage") -> t
     staged record (call `define_macros` on the connection first)."""
     params: list = []
 
-    def path(field: str) -> str:  # numbered parameter: SQL text order does not matter
-        params.append(json_path(mapping[field]))
-        return f"${len(params)}"
-
     def lit(value: str) -> str:
         params.append(value)
         return f"CAST(${len(params)} AS VARCHAR)"
 
-    def raw(field: str) -> str:
-        if field not in mapping:
-            return "CAST(NULL AS JSON)"
-        return f"json_extract(j, {path(field)})"
+    def raw(field: str) -> str:  # a mapped field's JSON value, extracted once per record
+        return f"f_{field}" if field in mapping else "CAST(NULL AS JSON)"
+
+    # one JSON parse per record for all mapped fields (json_extract with a list of paths)
+    fields = sorted(mapping)
+    params.append([json_path(mapping[f]) for f in fields])
+    extracted = ", ".join(f"e[{i + 1}] AS f_{f}" for i, f in enumerate(fields))
+    keep = "".join(f", f_{f}" for f in ("id", "category", "tags", "split", "system")
+                   if f in mapping)
+    source = (f"(SELECT line, j, {extracted} FROM "
+              f"(SELECT line, j, json_extract(j, ${len(params)}) AS e FROM {stage}))")
 
     if fmt in ("chat", "sharegpt"):
-        body, messages_expr, n_turns, coerced, flags = _conversation_sql(fmt, mapping, raw, lit)
+        body, messages_expr, n_turns, coerced, flags = _conversation_sql(fmt, mapping, raw, lit,
+                                                                         source, keep)
     else:
         coerced_fields = [f for f in ("instruction", "input", "response", "system") if f in mapping]
         instr, inp, resp, system = raw("instruction"), raw("input"), raw("response"), raw("system")
@@ -183,7 +187,7 @@ def normalize_sql(fmt: str, mapping: dict[str, str], stage: str = "_stage") -> t
             f"WHEN _coerced({raw(f)}) THEN {lit(mapping[f])}" for f in coerced_fields
         ) + " END" if coerced_fields else "CAST(NULL AS VARCHAR)"
         body = f"""
-            SELECT line, j,
+            SELECT *,
               nullif(_text({system}), '') AS system,
               CASE WHEN coalesce(inp, '') <> '' THEN instr || chr(10) || chr(10) || inp
                    ELSE instr END AS instruction,
@@ -192,7 +196,7 @@ def normalize_sql(fmt: str, mapping: dict[str, str], stage: str = "_stage") -> t
                    WHEN resp IS NULL THEN {lit(mapping['response'] + ': missing required field')}
               END AS err, {coerced} AS coerced
             FROM (SELECT *, _text({instr}) AS instr, _text({inp}) AS inp, _text({resp}) AS resp
-                  FROM {stage})"""
+                  FROM {source})"""
         messages_expr = ("to_json(CASE WHEN system IS NULL THEN "
                          "[{'role': 'user', 'content': instruction}, "
                          "{'role': 'assistant', 'content': response}] "
@@ -205,9 +209,9 @@ def normalize_sql(fmt: str, mapping: dict[str, str], stage: str = "_stage") -> t
     id_expr, cat_expr = f"_text({raw('id')})", f"_text({raw('category')})"
     tags_expr = "CAST(NULL AS VARCHAR[])"
     if "tags" in mapping:
-        t = path("tags")
-        tags_expr = (f"CASE WHEN json_type(json_extract(j, {t})) = 'ARRAY' THEN from_json(json_extract(j, {t}), '[\"VARCHAR\"]') "
-                     f"WHEN json_type(json_extract(j, {t})) = 'VARCHAR' THEN string_split(j ->> {t}, ',') END")
+        t = raw("tags")
+        tags_expr = (f"CASE WHEN json_type({t}) = 'ARRAY' THEN from_json({t}, '[\"VARCHAR\"]') "
+                     f"WHEN json_type({t}) = 'VARCHAR' THEN string_split({t} ->> '$', ',') END")
     split_expr = f"_text({raw('split')})" if "split" in mapping else "CAST(NULL AS VARCHAR)"
     sql = f"""
         SELECT line, {messages_expr} AS messages, system, instruction, response,
@@ -217,7 +221,7 @@ def normalize_sql(fmt: str, mapping: dict[str, str], stage: str = "_stage") -> t
     return sql, params
 
 
-def _conversation_sql(fmt: str, mapping: dict[str, str], raw, lit):
+def _conversation_sql(fmt: str, mapping: dict[str, str], raw, lit, source: str, keep: str):
     """(body SELECT, messages expr, n_turns expr, coerced expr, flag columns) for chat/ShareGPT.
 
     Each message is built as JSON with `json_merge_patch`, which drops the optional keys that
@@ -247,22 +251,18 @@ def _conversation_sql(fmt: str, mapping: dict[str, str], raw, lit):
     system_top = raw("system")
     # msgs: list of structs with the parts normalized, built once per record
     inner = f"""
-        SELECT line, j, _as_json(json_extract(j, 'tools')) AS tools_raw, nullif(_text({system_top}), '') AS sys_top,
+        SELECT line, j{keep}, _as_json({raw('tools')}) AS tools_raw, nullif(_text({system_top}), '') AS sys_top,
           list_transform(from_json(_as_json({conv}), '["JSON"]'), lambda m: {{
             'role': {role}, 'content': _text({content}), 'parts': _parts({content}),
             'calls': {calls}, 'coerced': _coerced({content}), 'm': m}}) AS ms
-        FROM _stage"""
-    if "tools" in mapping:
-        inner = inner.replace("json_extract(j, 'tools')", raw("tools"))
-    else:
-        inner = inner.replace("_as_json(json_extract(j, 'tools'))", "CAST(NULL AS JSON)")
+        FROM {source}"""
     msgs = """list_transform(ms, lambda x: json_merge_patch(
             json_object('role', x.role, 'content', coalesce(x.content, CASE WHEN x.calls IS NOT NULL
                         THEN '' END)),
             json_object('tool_calls', x.calls, {extra}, 'parts', to_json(x.parts))))""".replace(
         "{extra}", extra.replace("m ->>", "x.m ->>"))
     body = f"""
-        SELECT line, j, msgs, tools_raw AS tools,
+        SELECT line, j{keep}, msgs, tools_raw AS tools,
           list_filter(ms, lambda m: m.role = 'system')[1].content AS system,
           list_filter(ms, lambda m: m.role = 'user')[1].content AS instruction,
           list_filter(ms, lambda m: m.role = 'assistant')[-1].content AS response,
@@ -288,7 +288,7 @@ def _conversation_sql(fmt: str, mapping: dict[str, str], raw, lit):
         FROM (SELECT *, {msgs} AS msgs FROM ({inner}))"""
     # a top-level system prompt (LLaMA-Factory's `system` column) opens the conversation
     body = f"""
-        SELECT line, j, tools, err, coerced, starts_assistant, has_parts, has_tool_calls,
+        SELECT line, j{keep}, tools, err, coerced, starts_assistant, has_parts, has_tool_calls,
           instruction, response,
           CASE WHEN sys_top IS NOT NULL AND system IS NULL THEN sys_top ELSE system END AS system,
           CASE WHEN sys_top IS NOT NULL AND system IS NULL
