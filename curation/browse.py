@@ -12,6 +12,7 @@ import re
 
 import duckdb
 
+from curation import search
 from curation import versions as V
 from curation.datasets import _resolve
 from curation.errors import StudioError
@@ -87,6 +88,8 @@ def browse(store: Store, ref: str, conditions: list[Condition] | str | None = No
             sql, params, _ = filtered_sql(con, dataset, version, conds,
                                           f"{key_col} AS k, {order} AS o",
                                           extra, order, covering)
+            if cand := search.candidates(con, dataset, conds):  # index: check fewer rows
+                sql += f" AND {key_col} IN (SELECT rid FROM {cand})"
             con.execute(f"CREATE TEMP TABLE _matches AS {sql}", params)
             total = con.execute("SELECT count(*) FROM _matches").fetchall()[0][0]
             rids = [k for (k,) in con.execute(

@@ -220,3 +220,15 @@ def _score_rids(con: duckdb.DuckDBPyConnection) -> None:
     # Scores join rows and versions by the integer row key (see 0006).
     con.execute("ALTER TABLE scores ADD COLUMN rid BIGINT")
     con.execute("UPDATE scores SET rid = rows.rid FROM rows WHERE scores.uid = rows.uid")
+
+
+@migration("0025_curation_text_search_index")
+def _text_search(con: duckdb.DuckDBPyConnection) -> None:
+    # Inverted word index for `text~'...'` (curation/search.py): a vocabulary per dataset and
+    # postings (token id -> row key) stored sorted by token id, so a lookup reads few row
+    # groups. Rows are immutable, so the index only grows; `search_state` says how far it goes.
+    con.execute("CREATE TABLE search_vocab (dataset TEXT NOT NULL, tid INTEGER NOT NULL, "
+                "token TEXT NOT NULL, df BIGINT NOT NULL)")  # df: rows holding the token
+    con.execute("CREATE TABLE search_postings (dataset TEXT NOT NULL, tid INTEGER NOT NULL, "
+                "rid BIGINT NOT NULL)")
+    con.execute("CREATE TABLE search_state (dataset TEXT PRIMARY KEY, max_rid BIGINT NOT NULL)")

@@ -1,0 +1,126 @@
+"""Text search index: `text~'...'` on a big dataset without scanning every row's text.
+
+DuckDB's full-text extension (`fts`) is not bundled with the Python package and `INSTALL fts`
+needs the network, so this is a small inverted word index in plain tables (migration 0025):
+`search_vocab` (the dataset's distinct lower-cased word tokens) and `search_postings`
+(token -> row key), built on the first text search of a dataset with at least
+`MIN_ROWS_FOR_INDEX` rows and extended for rows added since (rows never change).
+
+A search keeps its exact meaning (case-insensitive substring of instruction, response or
+system): the index only narrows the rows to check. A row containing the query must contain
+every whole word inside the query, a word ending with the query's first word and one starting
+with its last (a one-word query: a word containing it). The rarest of those words gives the
+candidates, and the usual ILIKE then runs on the candidates alone.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from curation.filters import Condition
+
+MIN_ROWS_FOR_INDEX = 20_000
+MAX_CANDIDATE_SHARE = 0.3  # above this share of rows, checking candidates is no faster
+TEXT_FIELDS = ("text", "instruction", "response", "system")
+# word tokens: runs of letters and digits (any script), lower-cased
+TOKEN_SPLIT = "[^\\p{L}\\p{N}]+"
+_TOKENS_SQL = f"list_filter(regexp_split_to_array(lower(?), '{TOKEN_SPLIT}'), lambda t: t <> '')"
+
+
+def ensure_index(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
+    """Index the dataset's rows not indexed yet; False when it is too small to need one."""
+    state = con.execute("SELECT max_rid FROM search_state WHERE dataset = ?", [dataset]).fetchone()
+    if state is None:
+        n = con.execute("SELECT count(*) FROM rows WHERE dataset = ?", [dataset]).fetchone()[0]
+        if n < MIN_ROWS_FOR_INDEX:
+            return False
+    done = state[0] if state else 0
+    top = con.execute("SELECT max(rid) FROM rows WHERE dataset = ? AND rid > ?",
+                      [dataset, done]).fetchone()[0]
+    if top is None:
+        return True
+    _index_rows(con, dataset, done, top)
+    return True
+
+
+def _index_rows(con: duckdb.DuckDBPyConnection, dataset: str, after: int, upto: int) -> None:
+    con.execute("BEGIN")
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _tok AS
+            SELECT DISTINCT rid, unnest(regexp_split_to_array(lower(concat_ws(chr(10), system,
+                   instruction, response)), '{TOKEN_SPLIT}')) AS token
+            FROM rows WHERE dataset = ? AND rid > ? AND rid <= ?""", [dataset, after, upto])
+        con.execute("DELETE FROM _tok WHERE token = ''")
+        con.execute("""
+            UPDATE search_vocab v SET df = v.df + n.n
+            FROM (SELECT token, count(*) AS n FROM _tok GROUP BY token) n
+            WHERE v.dataset = ? AND v.token = n.token""", [dataset])
+        con.execute("""
+            INSERT INTO search_vocab
+            SELECT ?, (SELECT coalesce(max(tid), 0) FROM search_vocab WHERE dataset = ?)
+                      + row_number() OVER (ORDER BY token), token, n
+            FROM (SELECT token, count(*) AS n FROM _tok GROUP BY token)
+            WHERE token NOT IN (SELECT token FROM search_vocab WHERE dataset = ?)""",
+                    [dataset, dataset, dataset])
+        con.execute("""
+            INSERT INTO search_postings
+            SELECT ?, v.tid, t.rid FROM _tok t
+            JOIN (SELECT tid, token FROM search_vocab WHERE dataset = ?) v USING (token)
+            ORDER BY v.tid, t.rid""", [dataset, dataset])
+        con.execute("INSERT OR REPLACE INTO search_state VALUES (?, ?)", [dataset, upto])
+        con.execute("DROP TABLE _tok")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def query_patterns(con: duckdb.DuckDBPyConnection, text: str) -> list[str]:
+    """LIKE patterns over lower-cased tokens that a row containing `text` must all match."""
+    tokens = con.execute(f"SELECT {_TOKENS_SQL}", [str(text)]).fetchone()[0] or []
+    if not tokens:
+        return []
+    esc = [t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for t in tokens]
+    if len(esc) == 1:
+        return [f"%{esc[0]}%"]
+    return [f"%{esc[0]}", *esc[1:-1], f"{esc[-1]}%"]
+
+
+def candidates(con: duckdb.DuckDBPyConnection, dataset: str,
+               conditions: list[Condition], table: str = "_text_candidates") -> str | None:
+    """Create TEMP `table(rid)` holding a superset of the rows matching every positive text
+    condition (`~` on text/instruction/response/system); None when the index cannot help
+    (no such condition, a dataset too small to index, a query without a word, or words so
+    common that a scan is as quick)."""
+    texts = [c.value for c in conditions if c.op == "~" and c.field in TEXT_FIELDS
+             and isinstance(c.value, str)]
+    if not texts or not ensure_index(con, dataset):
+        return None
+    best: tuple[int, list[int]] | None = None
+    for text in texts:
+        for pattern in query_patterns(con, text):
+            if pattern.startswith("%") or pattern.endswith("%"):
+                test, value = "token LIKE ? ESCAPE '\\'", pattern
+            else:  # an interior word: whole token
+                test, value = "token = ?", _unescape(pattern)
+            got = con.execute(f"SELECT tid, df FROM search_vocab WHERE dataset = ? AND {test}",
+                              [dataset, value]).fetchall()
+            n = sum(df for _, df in got)
+            if best is None or n < best[0]:
+                best = (n, [tid for tid, _ in got])
+    if best is None or best[0] > MAX_CANDIDATE_SHARE * _row_count(con, dataset):
+        return None
+    tids = best[1]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT rid FROM search_postings "
+                "WHERE dataset = ? AND tid BETWEEN ? AND ? AND list_contains(?, tid)",
+                [dataset, min(tids, default=0), max(tids, default=-1), tids])
+    return table
+
+
+def _row_count(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
+    return con.execute("SELECT count(*) FROM rows WHERE dataset = ?", [dataset]).fetchone()[0]
+
+
+def _unescape(pattern: str) -> str:
+    return pattern.replace("\\%", "%").replace("\\_", "_").replace("\\\\", "\\")
