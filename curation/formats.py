@@ -165,54 +165,70 @@ def normalize_sql(fmt: str, mapping: dict[str, str], stage: str = "_stage") -> t
         params.append(value)
         return f"CAST(${len(params)} AS VARCHAR)"
 
-    def raw(field: str) -> str:  # a mapped field's JSON value, extracted once per record
+    def raw(field: str) -> str:  # a mapped field's JSON value (conversations, tags)
         return f"f_{field}" if field in mapping else "CAST(NULL AS JSON)"
 
-    # one JSON parse per record for all mapped fields (json_extract with a list of paths)
     fields = sorted(mapping)
     params.append([json_path(mapping[f]) for f in fields])
-    extracted = ", ".join(f"e[{i + 1}] AS f_{f}" for i, f in enumerate(fields))
+    paths = f"${len(params)}"
     keep = "".join(f", f_{f}" for f in ("id", "category", "tags", "split", "system")
                    if f in mapping)
-    source = (f"(SELECT line, j, {extracted} FROM "
-              f"(SELECT line, j, json_extract(j, ${len(params)}) AS e FROM {stage}))")
-
     if fmt in ("chat", "sharegpt"):
+        # one JSON parse per record for all mapped fields (json_extract with a list of paths)
+        extracted = ", ".join(f"e[{i + 1}] AS f_{f}" for i, f in enumerate(fields))
+        source = (f"(SELECT line, j, {extracted} FROM "
+                  f"(SELECT line, j, json_extract(j, {paths}) AS e FROM {stage}))")
         body, messages_expr, n_turns, coerced, flags = _conversation_sql(fmt, mapping, raw, lit,
                                                                          source, keep)
+
+        def txt(field: str) -> str:
+            return f"({raw(field)} ->> '$')" if field in mapping else "CAST(NULL AS VARCHAR)"
     else:
+        # flat: every mapped field as text and its JSON type, in two passes over the record
+        # (a string as it is, anything else as its JSON text, counted as coerced)
+        def txt(field: str) -> str:
+            return f"x_{field}" if field in mapping else "CAST(NULL AS VARCHAR)"
+
+        extracted = ", ".join(f"s[{i + 1}] AS x_{f}, t[{i + 1}] AS t_{f}"
+                              for i, f in enumerate(fields))
+        tags_json = ""
+        if "tags" in mapping:
+            params.append(json_path(mapping["tags"]))
+            tags_json = f", json_extract(j, ${len(params)}) AS f_tags"
+        source = (f"(SELECT line, {extracted}{tags_json} FROM (SELECT line, j, "
+                  f"json_extract_string(j, {paths}) AS s, json_type(j, {paths}) AS t FROM {stage}))")
         coerced_fields = [f for f in ("instruction", "input", "response", "system") if f in mapping]
-        instr, inp, resp, system = raw("instruction"), raw("input"), raw("response"), raw("system")
         coerced = "CASE " + " ".join(
-            f"WHEN _coerced({raw(f)}) THEN {lit(mapping[f])}" for f in coerced_fields
+            f"WHEN t_{f} NOT IN ('VARCHAR', 'NULL') THEN {lit(mapping[f])}"
+            for f in coerced_fields
         ) + " END" if coerced_fields else "CAST(NULL AS VARCHAR)"
         body = f"""
             SELECT *,
-              nullif(_text({system}), '') AS system,
+              nullif({txt('system')}, '') AS system,
               CASE WHEN coalesce(inp, '') <> '' THEN instr || chr(10) || chr(10) || inp
                    ELSE instr END AS instruction,
               resp AS response,
               CASE WHEN instr IS NULL THEN {lit(mapping['instruction'] + ': missing required field')}
                    WHEN resp IS NULL THEN {lit(mapping['response'] + ': missing required field')}
               END AS err, {coerced} AS coerced
-            FROM (SELECT *, _text({instr}) AS instr, _text({inp}) AS inp, _text({resp}) AS resp
-                  FROM {source})"""
-        messages_expr = ("to_json(CASE WHEN system IS NULL THEN "
-                         "[{'role': 'user', 'content': instruction}, "
-                         "{'role': 'assistant', 'content': response}] "
-                         "ELSE [{'role': 'system', 'content': system}, "
-                         "{'role': 'user', 'content': instruction}, "
-                         "{'role': 'assistant', 'content': response}] END)")
+            FROM (SELECT *, {txt('instruction')} AS instr, {txt('input')} AS inp,
+                         {txt('response')} AS resp FROM {source})"""
+        # built as text: cheaper than to_json of a list of structs, same JSON
+        user_asst = ("'{\"role\":\"user\",\"content\":' || to_json(instruction) || "
+                     "'},{\"role\":\"assistant\",\"content\":' || to_json(response) || '}]'")
+        messages_expr = (f"CASE WHEN system IS NULL THEN '[' || {user_asst} ELSE "
+                         f"'[{{\"role\":\"system\",\"content\":' || to_json(system) || '}},' "
+                         f"|| {user_asst} END")
         n_turns, coerced = "2", "coerced"
         flags = ("false AS starts_assistant, false AS has_parts, false AS has_tool_calls, "
                  "CAST(NULL AS JSON) AS tools")
-    id_expr, cat_expr = f"_text({raw('id')})", f"_text({raw('category')})"
+    id_expr, cat_expr = txt("id"), txt("category")
     tags_expr = "CAST(NULL AS VARCHAR[])"
     if "tags" in mapping:
         t = raw("tags")
         tags_expr = (f"CASE WHEN json_type({t}) = 'ARRAY' THEN from_json({t}, '[\"VARCHAR\"]') "
                      f"WHEN json_type({t}) = 'VARCHAR' THEN string_split({t} ->> '$', ',') END")
-    split_expr = f"_text({raw('split')})" if "split" in mapping else "CAST(NULL AS VARCHAR)"
+    split_expr = txt("split")
     sql = f"""
         SELECT line, {messages_expr} AS messages, system, instruction, response,
                {n_turns} AS n_turns, {id_expr} AS src_id, {cat_expr} AS category,
