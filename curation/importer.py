@@ -225,13 +225,15 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
             progress(2, 3)
         con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
                     [name, source, fmt, json.dumps(used)])
-        split = "coalesce(n.src_split, 'train')" if info["split_from_source"] else "'train'"
+        if info["split_from_source"]:  # the exported `split` column comes back
+            split, join = "coalesce(n.src_split, 'train')", " JOIN _norm n ON n.line = r.source_line"
+        else:
+            split, join = "'train'", ""
         version = create_version(
             con, name, None, "import", {"source": source, "format": fmt, "mapping": used,
                                         "changes": changes, "info": info},
             f"SELECT r.uid, {split} AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
-            "false AS is_dup FROM rows r JOIN _norm n ON n.line = r.source_line "
-            "WHERE r.dataset = ?", [name], name="v1")
+            f"false AS is_dup FROM rows r{join} WHERE r.dataset = ?", [name], name="v1")
         n = con.execute("SELECT n_rows FROM versions WHERE dataset = ? AND version = ?",
                         [name, version]).fetchone()[0]
     if progress:
