@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import duckdb
 
-from curation.filters import Condition
+from curation.filters import Condition, compile_conditions
 
 MIN_ROWS_FOR_INDEX = 20_000
 MAX_CANDIDATE_SHARE = 0.3  # above this share of rows, checking candidates is no faster
@@ -116,6 +116,34 @@ def candidates(con: duckdb.DuckDBPyConnection, dataset: str,
                 "WHERE dataset = ? AND tid BETWEEN ? AND ? AND list_contains(?, tid)",
                 [dataset, min(tids, default=0), max(tids, default=-1), tids])
     return table
+
+
+def is_indexed_condition(c: Condition) -> bool:
+    return c.op == "~" and c.field in TEXT_FIELDS and isinstance(c.value, str)
+
+
+def narrow(con: duckdb.DuckDBPyConnection, dataset: str,
+           conditions: list[Condition]) -> tuple[list[Condition], list[int] | None]:
+    """(the conditions left to check, the sorted row keys matching every indexed text
+    condition) or (conditions, None) when the index cannot help.
+
+    The text conditions are checked here on the candidate rows only, fetched by row key
+    (a filter on the integer key is what lets DuckDB skip reading the other rows' text)."""
+    cand = candidates(con, dataset, conditions)
+    if cand is None:
+        return conditions, None
+    rids = [r for (r,) in con.execute(f"SELECT rid FROM {cand} ORDER BY rid").fetchall()]
+    text = [c for c in conditions if is_indexed_condition(c)]
+    rest = [c for c in conditions if not is_indexed_condition(c)]
+    if not rids:
+        return rest, []
+    con.execute("CREATE OR REPLACE TEMP TABLE _text_rows AS SELECT rid, instruction, response, "
+                "system FROM rows WHERE dataset = ? AND rid BETWEEN ? AND ? "
+                "AND list_contains(?, rid)", [dataset, rids[0], rids[-1], rids])
+    comp = compile_conditions(text, dataset, {})
+    got = con.execute(f"SELECT rid FROM _text_rows r WHERE {comp.where} ORDER BY rid",
+                      comp.where_params).fetchall()
+    return rest, [r for (r,) in got]
 
 
 def _row_count(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
