@@ -10,7 +10,8 @@ A search keeps its exact meaning (case-insensitive substring of instruction, res
 system): the index only narrows the rows to check. A row containing the query must contain
 every whole word inside the query, a word ending with the query's first word and one starting
 with its last (a one-word query: a word containing it). The rarest of those words gives the
-candidates, and the usual ILIKE then runs on the candidates alone.
+candidates (whole words and prefixes are looked up first: the vocabulary is stored in token
+order, so those are range reads), and the usual ILIKE then runs on the candidates alone.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def _index_rows(con: duckdb.DuckDBPyConnection, dataset: str, after: int, upto: 
             SELECT ?, (SELECT coalesce(max(tid), 0) FROM search_vocab WHERE dataset = ?)
                       + row_number() OVER (ORDER BY token), token, n
             FROM (SELECT token, count(*) AS n FROM _tok GROUP BY token)
-            WHERE token NOT IN (SELECT token FROM search_vocab WHERE dataset = ?)""",
+            WHERE token NOT IN (SELECT token FROM search_vocab WHERE dataset = ?)
+            ORDER BY token""",
                     [dataset, dataset, dataset])
         con.execute("""
             INSERT INTO search_postings
@@ -76,15 +78,34 @@ def _index_rows(con: duckdb.DuckDBPyConnection, dataset: str, after: int, upto: 
         raise
 
 
-def query_patterns(con: duckdb.DuckDBPyConnection, text: str) -> list[str]:
-    """LIKE patterns over lower-cased tokens that a row containing `text` must all match."""
+def query_words(con: duckdb.DuckDBPyConnection, text: str) -> list[tuple[str, str]]:
+    """(how, word) pairs a row containing `text` must all match among its tokens: "exact" for
+    a word inside the query, "prefix" for its last word (the token may go on), "suffix" for
+    its first, "infix" for a one-word query."""
     tokens = con.execute(f"SELECT {_TOKENS_SQL}", [str(text)]).fetchone()[0] or []
-    if not tokens:
-        return []
-    esc = [t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for t in tokens]
-    if len(esc) == 1:
-        return [f"%{esc[0]}%"]
-    return [f"%{esc[0]}", *esc[1:-1], f"{esc[-1]}%"]
+    if len(tokens) <= 1:
+        return [("infix", t) for t in tokens]
+    return [("suffix", tokens[0]), *(("exact", t) for t in tokens[1:-1]), ("prefix", tokens[-1])]
+
+
+def _like_escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _vocab_test(how: str, word: str) -> tuple[str, list]:
+    """WHERE test on search_vocab.token; exact and prefix tests are ranges that the token
+    order of the vocabulary lets DuckDB answer from few row groups."""
+    if how == "exact":
+        return "token = ?", [word]
+    if how == "prefix":
+        upper = word[:-1] + chr(ord(word[-1]) + 1)
+        return "token >= ? AND token < ?", [word, upper]
+    pattern = "%" + _like_escape(word) + ("%" if how == "infix" else "")
+    return "token LIKE ? ESCAPE '\\'", [pattern]
+
+
+ORDER = {"exact": 0, "prefix": 1, "suffix": 2, "infix": 3}  # cheapest lookups first
+GOOD_ENOUGH = 2_000  # candidate rows: stop looking for a rarer word
 
 
 def candidates(con: duckdb.DuckDBPyConnection, dataset: str,
@@ -93,22 +114,21 @@ def candidates(con: duckdb.DuckDBPyConnection, dataset: str,
     condition (`~` on text/instruction/response/system); None when the index cannot help
     (no such condition, a dataset too small to index, a query without a word, or words so
     common that a scan is as quick)."""
-    texts = [c.value for c in conditions if c.op == "~" and c.field in TEXT_FIELDS
-             and isinstance(c.value, str)]
+    texts = [c.value for c in conditions if is_indexed_condition(c)]
     if not texts or not ensure_index(con, dataset):
         return None
+    words = sorted((w for text in texts for w in query_words(con, text)),
+                   key=lambda w: ORDER[w[0]])
     best: tuple[int, list[int]] | None = None
-    for text in texts:
-        for pattern in query_patterns(con, text):
-            if pattern.startswith("%") or pattern.endswith("%"):
-                test, value = "token LIKE ? ESCAPE '\\'", pattern
-            else:  # an interior word: whole token
-                test, value = "token = ?", _unescape(pattern)
-            got = con.execute(f"SELECT tid, df FROM search_vocab WHERE dataset = ? AND {test}",
-                              [dataset, value]).fetchall()
-            n = sum(df for _, df in got)
-            if best is None or n < best[0]:
-                best = (n, [tid for tid, _ in got])
+    for how, word in words:
+        test, params = _vocab_test(how, word)
+        got = con.execute(f"SELECT tid, df FROM search_vocab WHERE dataset = ? AND {test}",
+                          [dataset, *params]).fetchall()
+        n = sum(df for _, df in got)
+        if best is None or n < best[0]:
+            best = (n, [tid for tid, _ in got])
+        if best[0] <= GOOD_ENOUGH:
+            break
     if best is None or best[0] > MAX_CANDIDATE_SHARE * _row_count(con, dataset):
         return None
     tids = best[1]
@@ -150,5 +170,3 @@ def _row_count(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
     return con.execute("SELECT count(*) FROM rows WHERE dataset = ?", [dataset]).fetchone()[0]
 
 
-def _unescape(pattern: str) -> str:
-    return pattern.replace("\\%", "%").replace("\\_", "_").replace("\\\\", "\\")
