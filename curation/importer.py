@@ -43,7 +43,10 @@ def _detect(con: duckdb.DuckDBPyConnection, path: str, kind: str, fmt: str | Non
                 key, n = wrapped[0]
                 raise StudioError(f"{path}: the records are in a list under the top-level key "
                                   f"{key!r} ({n} items), not at the top level; use --field {key}")
-            fmt = formats.detect_format(keys, item_keys)
+            try:
+                fmt = formats.detect_format(keys, item_keys)
+            except StudioError as exc:
+                raise StudioError(f"{path}: {exc}") from None
     return fmt, formats.resolve_mapping(fmt, keys, item_keys, mapping)
 
 

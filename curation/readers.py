@@ -115,10 +115,10 @@ def _unwrap(con: duckdb.DuckDBPyConnection, p: Path, kind: str, table: str, fiel
 
 
 def wrapper_keys(con: duckdb.DuckDBPyConnection, table: str = "_stage") -> list[tuple[str, int]]:
-    """Keys of the first record whose value is a list of objects, with the list's length: a
+    """Keys of a lone record whose value is a list of objects, with the list's length: a
     file like `{"data": [...]}` holds its records there (offered as `--field KEY`)."""
-    got = con.execute(f"SELECT j FROM {table} ORDER BY line LIMIT 1").fetchone()
-    if not got:
+    got = con.execute(f"SELECT any_value(j), count(*) FROM {table}").fetchone()
+    if got[1] != 1:  # a wrapper is one object holding every record
         return []
     record = json.loads(got[0])
     return [(k, len(v)) for k, v in record.items()

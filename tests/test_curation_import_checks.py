@@ -156,6 +156,10 @@ def test_messages_suggest_only_options_that_exist(store, tmp_path):
     with pytest.raises(StudioError) as err:
         import_file(store, odd, "odd")
     assert "--map" in str(err.value) and "--mapping" not in str(err.value)
+    assert str(err.value).startswith(f"{odd}: cannot detect the format")
+    # a JSONL whose lines hold lists of objects is not taken for a {"data": [...]} wrapper
+    with pytest.raises(StudioError, match=r"selfinstruct_user_oriented\.jsonl: cannot detect"):
+        import_file(store, real("selfinstruct_user_oriented.jsonl"), "si")
     helptext = studio(tmp_path / "ws", "import", "--help").stdout
     assert "--map" in helptext and "--mapping" not in helptext
 
