@@ -148,7 +148,7 @@ def narrow(con: duckdb.DuckDBPyConnection, dataset: str,
     condition) or (conditions, None) when the index cannot help.
 
     The text conditions are checked here on the candidate rows only, fetched by row key
-    (a filter on the integer key is what lets DuckDB skip reading the other rows' text)."""
+    (a join on the integer key is what lets DuckDB skip reading the other rows' text)."""
     cand = candidates(con, dataset, conditions)
     if cand is None:
         return conditions, None
@@ -157,9 +157,10 @@ def narrow(con: duckdb.DuckDBPyConnection, dataset: str,
     rest = [c for c in conditions if not is_indexed_condition(c)]
     if not rids:
         return rest, []
-    con.execute("CREATE OR REPLACE TEMP TABLE _text_rows AS SELECT rid, instruction, response, "
-                "system FROM rows WHERE dataset = ? AND rid BETWEEN ? AND ? "
-                "AND list_contains(?, rid)", [dataset, rids[0], rids[-1], rids])
+    # a join with the key list: DuckDB then reads only the row groups holding those keys
+    con.execute("CREATE OR REPLACE TEMP TABLE _text_rows AS SELECT r.rid, r.instruction, "
+                "r.response, r.system FROM rows r JOIN (SELECT unnest(?) AS rid) c "
+                "ON c.rid = r.rid WHERE r.dataset = ?", [rids, dataset])
     comp = compile_conditions(text, dataset, {})
     got = con.execute(f"SELECT rid FROM _text_rows r WHERE {comp.where} ORDER BY rid",
                       comp.where_params).fetchall()
