@@ -2,9 +2,14 @@
 
 Steps, all inside one transaction so a bad file changes nothing: stage the source with DuckDB
 (`readers.stage`), detect the format from its keys (`formats.detect_format`), normalize with SQL
-(`formats.normalize_sql`), stop at the first invalid record (naming file, line and field), then
-insert rows, the dataset and its first version. `preview` does the same on the first records in
-a throwaway in-memory database, so the UI can show the detected format before committing.
+(`formats.normalize_sql`), stop at the first invalid record (naming file, line and field; on
+that path, say which records look like which format when the file mixes them), count what
+normalization changed (`changes`: values coerced to text, repeated source ids replaced, fields
+dropped, conversations that start with the assistant; `strict=True` refuses them), then insert
+rows, the dataset and its first version (its split from a `split` column such as `studio
+export` writes). Everything runs in SQL over the staged records, no per-row Python. `preview`
+does the same on the first records in a throwaway in-memory database, so the UI can show the
+detected format before committing.
 """
 
 from __future__ import annotations
