@@ -30,11 +30,9 @@ _TOKENS_SQL = f"list_filter(regexp_split_to_array(lower(?), '{TOKEN_SPLIT}'), la
 
 def ensure_index(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
     """Index the dataset's rows not indexed yet; False when it is too small to need one."""
+    if _row_count(con, dataset) < MIN_ROWS_FOR_INDEX:
+        return False
     state = con.execute("SELECT max_rid FROM search_state WHERE dataset = ?", [dataset]).fetchone()
-    if state is None:
-        n = con.execute("SELECT count(*) FROM rows WHERE dataset = ?", [dataset]).fetchone()[0]
-        if n < MIN_ROWS_FOR_INDEX:
-            return False
     done = state[0] if state else 0
     top = con.execute("SELECT max(rid) FROM rows WHERE dataset = ? AND rid > ?",
                       [dataset, done]).fetchone()[0]
@@ -129,7 +127,7 @@ def candidates(con: duckdb.DuckDBPyConnection, dataset: str,
             best = (n, [tid for tid, _ in got])
         if best[0] <= GOOD_ENOUGH:
             break
-    if best is None or best[0] > MAX_CANDIDATE_SHARE * _row_count(con, dataset):
+    if best is None or best[0] > MAX_CANDIDATE_SHARE * _row_count(con, dataset):  # scan
         return None
     tids = best[1]
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT rid FROM search_postings "
