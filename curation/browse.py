@@ -12,6 +12,7 @@ import re
 
 import duckdb
 
+from curation import search
 from curation import versions as V
 from curation.datasets import resolve_ref as _resolve
 from curation.errors import StudioError
@@ -84,9 +85,13 @@ def browse(store: Store, ref: str, conditions: list[Condition] | str | None = No
         direction = "DESC" if desc else "ASC"
         if any(c.op in ("~", "!~") and c.field not in ("tags",) for c in conds):
             # text search is the costly scan: run it once, then count and page the matches
-            sql, params, _ = filtered_sql(con, dataset, version, conds,
-                                          f"{key_col} AS k, {order} AS o",
+            rest, rids = search.narrow(con, dataset, conds)  # the word index, if it helps
+            sql, params, _ = filtered_sql(con, dataset, version, rest if rids is not None
+                                          else conds, f"{key_col} AS k, {order} AS o",
                                           extra, order, covering)
+            if rids is not None:  # only the rows whose text matched
+                sql += f" AND {key_col} BETWEEN ? AND ? AND list_contains(?, {key_col})"
+                params = [*params, rids[0] if rids else 0, rids[-1] if rids else -1, rids]
             con.execute(f"CREATE TEMP TABLE _matches AS {sql}", params)
             total = con.execute("SELECT count(*) FROM _matches").fetchall()[0][0]
             rids = [k for (k,) in con.execute(

@@ -14,7 +14,7 @@ from curation import versions as V
 from curation.errors import NotFoundError
 from curation.store import Store
 
-ROW_COLUMNS = ("id", "messages", "instruction", "response", "system", "category", "tags")
+ROW_COLUMNS = ("id", "messages", "instruction", "response", "system", "category", "tags", "tools")
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -60,7 +60,7 @@ def load_rows(store: Store, ref: str, split: str | None = None,
     with store.connect() as con:
         dataset, version = _resolve(con, ref)
         sql = ("SELECT r.id, r.messages, r.instruction, r.response, r.system, r.category, r.tags, "
-               "vr.split FROM version_rows vr JOIN rows r USING (uid) "
+               "r.metadata ->> '$.tools' AS tools, vr.split FROM version_rows vr JOIN rows r USING (uid) "
                "WHERE vr.dataset = ? AND vr.version = ?")
         params: list = [dataset, version]
         if split:
@@ -73,6 +73,7 @@ def load_rows(store: Store, ref: str, split: str | None = None,
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     for r in rows:
         r["messages"] = json.loads(r["messages"])
+        r["tools"] = json.loads(r["tools"]) if r["tools"] else None  # tool schemas, if any
     return rows
 
 

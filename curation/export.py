@@ -1,8 +1,9 @@
 """Export a version to JSONL, Parquet or a `datasets` folder (streamed by DuckDB's COPY).
 
 Exported rows carry `id` and the canonical fields (messages, instruction, response, system,
-category, tags, split), so `import_file` on the export detects the chat format, keeps the ids
-and reproduces the same content hashes: a round trip.
+category, tags, tools, split), so `import_file` on the export detects the chat format, keeps
+the ids, the tool calls and tool schemas, the split, and reproduces the same content hashes: a
+round trip.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from curation.store import Store
 
 FORMATS = ("jsonl", "parquet", "hf")
 _SELECT = ("SELECT r.id, r.messages, r.instruction, r.response, r.system, r.category, r.tags, "
-           "vr.split FROM version_rows vr JOIN rows r ON r.uid = vr.uid "
+           "json_extract(r.metadata, '$.tools') AS tools, vr.split FROM version_rows vr JOIN rows r ON r.uid = vr.uid "
            "WHERE vr.dataset = ? AND vr.version = ?")
 
 
@@ -90,11 +91,18 @@ def _write(store: Store, ref: str, out: Path, format: str, split: str | None,
             con.execute(f"COPY ({sql}) TO '{_quote(out)}' (FORMAT parquet)", params)
         else:
             out.mkdir()
-            # messages as a real list of structs, so `datasets` sees nested features
-            con.execute(f"COPY (SELECT * REPLACE (from_json(messages, "
-                        f"'[{{\"role\":\"VARCHAR\",\"content\":\"VARCHAR\"}}]') AS messages) "
-                        f"FROM ({sql})) TO '{_quote(out / 'rows.parquet')}' (FORMAT parquet)",
-                        params)
+            # messages as a real list of structs, so `datasets` sees nested features; as
+            # JSON text when turns carry more than role and content (tool calls, parts),
+            # which a fixed struct would drop (import parses it back)
+            plain = not con.execute(
+                f"SELECT bool_or(regexp_matches(CAST(messages AS VARCHAR), "
+                f"'\"(tool_calls|tool_call_id|name|parts)\":')) FROM ({sql})", params
+            ).fetchone()[0]
+            msgs = ("from_json(messages, '[{\"role\":\"VARCHAR\",\"content\":\"VARCHAR\"}]')"
+                    if plain else "CAST(messages AS VARCHAR)")
+            con.execute(f"COPY (SELECT * REPLACE ({msgs} AS messages, CAST(tools AS VARCHAR) "
+                        f"AS tools) FROM ({sql})) TO '{_quote(out / 'rows.parquet')}' "
+                        "(FORMAT parquet)", params)
     if format == "hf":
         import datasets
 

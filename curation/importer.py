@@ -2,9 +2,14 @@
 
 Steps, all inside one transaction so a bad file changes nothing: stage the source with DuckDB
 (`readers.stage`), detect the format from its keys (`formats.detect_format`), normalize with SQL
-(`formats.normalize_sql`), stop at the first invalid record (naming file, line and field), then
-insert rows, the dataset and its first version. `preview` does the same on the first records in
-a throwaway in-memory database, so the UI can show the detected format before committing.
+(`formats.normalize_sql`), stop at the first invalid record (naming file, line and field; on
+that path, say which records look like which format when the file mixes them), count what
+normalization changed (`changes`: values coerced to text, repeated source ids replaced, fields
+dropped, conversations that start with the assistant; `strict=True` refuses them), then insert
+rows, the dataset and its first version (its split from a `split` column such as `studio
+export` writes). Everything runs in SQL over the staged records, no per-row Python. `preview`
+does the same on the first records in a throwaway in-memory database, so the UI can show the
+detected format before committing.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import duckdb
 from curation import formats, readers
 from curation.errors import StudioError
 from curation.store import Store
-from curation.versions import check_name
+from curation.versions import check_name, create_version
 
 Progress = Callable[[int, int], None]
 
@@ -27,7 +32,7 @@ UNIT = {"jsonl": "line", "csv": "line", "json": "record", "parquet": "row",
         "hf_disk": "row", "hf_hub": "row"}
 
 
-def _detect(con: duckdb.DuckDBPyConnection, fmt: str | None,
+def _detect(con: duckdb.DuckDBPyConnection, path: str, kind: str, fmt: str | None,
             mapping: dict[str, str] | None) -> tuple[str, dict[str, str]]:
     keys, item_keys = formats.staged_keys(con)
     if fmt is None:
@@ -38,107 +43,211 @@ def _detect(con: duckdb.DuckDBPyConnection, fmt: str | None,
         elif mapping and {"instruction", "response"} <= set(mapping):
             fmt = "alpaca"
         else:
-            fmt = formats.detect_format(keys, item_keys)
+            wrapped = readers.wrapper_keys(con)
+            if formats.format_of_keys(keys, item_keys) is None and wrapped:
+                key, n = wrapped[0]
+                raise StudioError(f"{path}: the records are in a list under the top-level key "
+                                  f"{key!r} ({n} items), not at the top level; use --field {key}")
+            try:
+                fmt = formats.detect_format(keys, item_keys)
+            except StudioError as exc:
+                raise StudioError(f"{path}: {exc}") from None
     return fmt, formats.resolve_mapping(fmt, keys, item_keys, mapping)
 
 
-def _normalize(con: duckdb.DuckDBPyConnection, path: str, kind: str, fmt: str,
-               mapping: dict[str, str]) -> None:
+def _normalize(con: duckdb.DuckDBPyConnection, fmt: str, mapping: dict[str, str]) -> None:
+    """`_norm`: canonical columns, error and change flags; content_hash = md5 of the full
+    canonical messages (every turn, tool calls included)."""
+    formats.define_macros(con)
     sql, params = formats.normalize_sql(fmt, mapping)
     con.execute(f"CREATE TEMP TABLE _norm AS SELECT *, md5(CAST(messages AS VARCHAR)) "
                 f"AS content_hash FROM ({sql})", params)
 
 
-def _new_rows(con: duckdb.DuckDBPyConnection, name: str, source: str, out: Path) -> None:
-    """The rows to insert, with their uids and ids, written to `out` (Parquet) in source order.
-    Ids: the source's own when present and unique; else from the content hash (+ the
+def _insert_rows(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
+    """Ids: the source's own when present and unique; else from the content hash (+ the
     occurrence number for exact duplicates), so re-importing the same data gives the same ids.
     Window functions run only over the (usually few) duplicated rows."""
-    con.execute("CREATE TEMP TABLE _dup_src AS SELECT src_id FROM _norm WHERE src_id IS NOT NULL "
-                "GROUP BY src_id HAVING count(*) > 1")
     con.execute("CREATE TEMP TABLE _occ AS SELECT line, row_number() OVER "
                 "(PARTITION BY content_hash ORDER BY line) AS k FROM _norm WHERE content_hash IN "
                 "(SELECT content_hash FROM _norm GROUP BY 1 HAVING count(*) > 1)")
-    con.execute(f"""
-        COPY (
-        SELECT md5(? || chr(31) || id || chr(31) || content_hash) AS uid, ? AS dataset, id,
-               CAST(messages AS VARCHAR) AS messages, system, instruction, response, n_turns,
-               ? AS source_file, line, content_hash, tags, category
+    con.execute("""
+        INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
+                          source_file, source_line, content_hash, tags, category, rid,
+                          inst_chars, resp_chars, metadata)
+        SELECT md5(? || chr(31) || id || chr(31) || content_hash), ?, id, messages, system,
+               instruction, response, n_turns, ?, line, content_hash, tags, category,
+               (SELECT coalesce(max(rid), 0) FROM rows) + line,  -- unique, in source order
+               length(instruction), length(response),
+               CASE WHEN tools IS NOT NULL THEN json_object('tools', tools) END
         FROM (
           SELECT n.*, CASE
               WHEN src_id IS NOT NULL AND src_id NOT IN (SELECT src_id FROM _dup_src) THEN src_id
               WHEN coalesce(o.k, 1) = 1 THEN substr(content_hash, 1, 16)
               ELSE substr(md5(content_hash || ':' || o.k), 1, 16) END AS id
-          FROM _norm n LEFT JOIN _occ o USING (line))
-        ORDER BY line) TO '{str(out).replace("'", "''")}' (FORMAT parquet)""",
-                [name, name, source])
-
-
-# Per chunk of staged rows: rid unique and in source order (the chunk starts after the
-# largest rid so far), the rows, and the same rows in version v1, in source order.
-_WRITE_CHUNK = [
-    """CREATE TEMP TABLE _c AS SELECT *, (SELECT coalesce(max(rid), 0) FROM rows) + line
-       - (SELECT min(line) FROM _chunk) + 1 AS rid FROM _chunk""",
-    """INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
-                        source_file, source_line, content_hash, tags, category, rid,
-                        inst_chars, resp_chars)
-       SELECT uid, dataset, id, messages, system, instruction, response, n_turns, source_file,
-              line, content_hash, tags, category, rid, length(instruction), length(response)
-       FROM _c ORDER BY line""",
-    """INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, rid)
-       SELECT dataset, 'v1', uid, 'train', NULL, false, rid FROM _c ORDER BY line""",
-    "DROP TABLE _c",
-]
+          FROM _norm n LEFT JOIN _occ o USING (line))""", [name, name, source])
 
 
 def _first_error(con: duckdb.DuckDBPyConnection, path: str, kind: str) -> None:
     bad = con.execute("SELECT line, err FROM _norm WHERE err IS NOT NULL ORDER BY line LIMIT 1"
                       ).fetchone()
     if bad:
+        _raise_if_mixed(con, path, kind)
         raise StudioError(f"{path} {UNIT[kind]} {bad[0]}: {bad[1]}")
+
+
+def _raise_if_mixed(con: duckdb.DuckDBPyConnection, path: str, kind: str) -> None:
+    """On the error path: when records look like different formats, say which look like which
+    (a file concatenated from several sources is the usual cause of a 'missing' field)."""
+    got = con.execute("""
+        SELECT fmt, count(*), list(line ORDER BY line)[1:3] FROM (
+          SELECT line, CASE
+            WHEN list_has_any(k, ['messages', 'conversations']) THEN
+              CASE WHEN json_keys(json_extract(coalesce(json_extract(j, '$.messages'), json_extract(j, '$.conversations')), 0))
+                        @> ['from', 'value'] THEN 'sharegpt' ELSE 'chat' END
+            WHEN list_contains(k, 'instruction') AND list_has_any(k, ['output', 'response'])
+              THEN 'alpaca'
+            WHEN k @> ['prompt', 'completion'] THEN 'prompt_completion'
+            WHEN k @> ['question', 'answer'] THEN 'qa'
+            ELSE 'none of the formats' END AS fmt
+          FROM (SELECT line, j, json_keys(j) AS k FROM _stage))
+        GROUP BY fmt ORDER BY min(line)""").fetchall()
+    if sum(fmt in formats.FORMATS for fmt, _, _ in got) < 2:
+        return
+    unit = UNIT[kind]
+    parts = [f"{fmt} ({n} {'rows' if n > 1 else 'row'}: {unit}s {', '.join(map(str, lines))}"
+             f"{', ...' if n > len(lines) else ''})" for fmt, n, lines in got]
+    raise StudioError(f"{path}: the {unit}s are in different formats: {'; '.join(parts)}; "
+                      "import each format from its own file (or pass --format and --map)")
+
+
+def _changes(con: duckdb.DuckDBPyConnection, fmt: str,
+             mapping: dict[str, str]) -> tuple[dict, dict]:
+    """What normalization changed, and what it kept that is worth knowing, counted in SQL.
+
+    changes: coerced_to_text, ids_replaced, dropped_fields, starts_with_assistant (each
+    {rows, first_line[, field]}); info: non_text_parts, tool_call_rows, tools_rows, heldout."""
+    con.execute("CREATE TEMP TABLE _dup_src AS SELECT src_id FROM _norm WHERE src_id IS NOT NULL "
+                "GROUP BY src_id HAVING count(*) > 1")
+    (n_coerced, l_coerced, f_coerced, n_assist, l_assist, n_parts, n_calls, n_tools, n_heldout,
+     n_badsplit, n_split) = con.execute("""
+        SELECT count(*) FILTER (coerced IS NOT NULL), min(line) FILTER (coerced IS NOT NULL),
+               arg_min(coerced, line) FILTER (coerced IS NOT NULL),
+               count(*) FILTER (starts_assistant), min(line) FILTER (starts_assistant),
+               count(*) FILTER (has_parts), count(*) FILTER (has_tool_calls),
+               count(*) FILTER (tools IS NOT NULL), count(*) FILTER (src_split = 'heldout'),
+               count(*) FILTER (src_split NOT IN ('train', 'heldout')),
+               count(*) FILTER (src_split IS NOT NULL)
+        FROM _norm""").fetchone()
+    n_ids, l_ids = con.execute("SELECT count(*), min(line) FROM _norm WHERE src_id IN "
+                               "(SELECT src_id FROM _dup_src)").fetchone()
+    used = set(mapping.values()) - ({mapping["split"]} if n_badsplit else set())
+    # a conversation's `instruction`/`response` beside it (as `studio export` writes them) are
+    # derived from the turns: dropped only where they say something else
+    derived = {"instruction", "response"} - used if fmt in ("chat", "sharegpt") else set()
+    dropped = con.execute("""
+        SELECT k, count(*), min(line) FROM (SELECT line, j, unnest(json_keys(j)) AS k FROM _stage)
+        WHERE NOT list_contains(?, k)
+          AND json_type(json_extract(j, '$."' || replace(k, '"', '\"') || '"')) <> 'NULL'
+        GROUP BY k ORDER BY k""", [sorted(used | derived)]).fetchall()
+    for key in sorted(derived):
+        n, line = con.execute(
+            f"SELECT count(*), min(s.line) FROM _stage s JOIN _norm n USING (line) "
+            f"WHERE json_extract_string(s.j, ?) IS DISTINCT FROM n.{key} "
+            "AND json_type(json_extract(s.j, ?)) <> 'NULL'",
+            [formats.json_path(key)] * 2).fetchone()
+        if n:
+            dropped.append((key, n, line))
+    changes: dict = {}
+    if n_coerced:
+        changes["coerced_to_text"] = {"rows": n_coerced, "first_line": l_coerced,
+                                      "field": f_coerced}
+    if n_ids:
+        changes["ids_replaced"] = {"rows": n_ids, "first_line": l_ids}
+    if dropped:
+        changes["dropped_fields"] = {k: {"rows": n, "first_line": line} for k, n, line in dropped}
+    if n_assist:
+        changes["starts_with_assistant"] = {"rows": n_assist, "first_line": l_assist}
+    info = {"non_text_parts": n_parts, "tool_call_rows": n_calls, "tools_rows": n_tools,
+            "split_from_source": bool(n_split) and not n_badsplit,
+            "heldout": n_heldout if not n_badsplit else 0}
+    return changes, info
+
+
+def describe_changes(changes: dict, info: dict, unit: str = "line") -> list[str]:
+    """One readable phrase per change (CLI output, UI, --strict's refusal)."""
+    out = []
+    if c := changes.get("coerced_to_text"):
+        out.append(f"{c['rows']} rows had non-text values stored as text "
+                   f"(first: {unit} {c['first_line']}, field {c['field']})")
+    if c := changes.get("ids_replaced"):
+        out.append(f"{c['rows']} source ids replaced because they repeat "
+                   f"(first: {unit} {c['first_line']})")
+    if c := changes.get("dropped_fields"):
+        out.append("fields dropped: " + ", ".join(
+            f"{k} ({v['rows']} rows, first {unit} {v['first_line']})" for k, v in c.items()))
+    if c := changes.get("starts_with_assistant"):
+        out.append(f"{c['rows']} conversations start with the assistant "
+                   f"(first: {unit} {c['first_line']})")
+    if info.get("non_text_parts"):
+        out.append(f"{info['non_text_parts']} rows have non-text content parts "
+                   "(kept in the message as `parts`)")
+    if info.get("tool_call_rows"):
+        out.append(f"{info['tool_call_rows']} rows have tool calls")
+    if info.get("split_from_source"):
+        out.append(f"split taken from the source's `split` column ({info['heldout']} heldout)")
+    return out
 
 
 def import_file(store: Store, path: str | Path, name: str, format: str | None = None,
                 mapping: dict[str, str] | None = None,
-                progress: Progress | None = None) -> dict:
-    """Import `path` as dataset `name`; returns {name, version, n_rows, format, mapping}."""
+                progress: Progress | None = None, *, strict: bool = False,
+                lenient: bool = False, field: str | None = None) -> dict:
+    """Import `path` as dataset `name`; returns {name, version, n_rows, format, mapping,
+    source, changes, info}.
+
+    `changes` counts what normalization changed (values coerced to text, repeated source ids
+    replaced, fields dropped, conversations that start with the assistant); `strict=True`
+    refuses the import when there is any. `lenient=True` reads a malformed CSV anyway;
+    `field` names the key whose list holds the records (`{"data": [...]}`)."""
     check_name(name, "dataset")
     kind = readers.source_kind(path)
     source = str(Path(path).resolve()) if kind != "hf_hub" else str(path)
     if progress:
         progress(0, 3)
-    # Read and normalize on a private in-memory database, then write in short chunks under a
-    # claim (curation.staging): other processes are never locked out for the whole import.
-    claim = store.claim(name, "v1", new_dataset=True)
-    try:
-        with store.stage_dir() as tmp:
-            with duckdb.connect() as con:
-                con.execute("SET enable_progress_bar = false")
-                readers.stage(con, path, kind)
-                fmt, used = _detect(con, format, mapping)
-                _normalize(con, source, kind, fmt, used)
-                _first_error(con, source, kind)
-                if progress:
-                    progress(1, 3)
-                _new_rows(con, name, source, tmp / "rows.parquet")
-            n = store.write_staged(claim, _WRITE_CHUNK, tmp / "rows.parquet")
+    with store.transaction() as con:
+        if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+            raise StudioError(f"dataset {name!r} already exists; pick another --name")
+        readers.stage(con, path, kind, lenient=lenient, field=field)
+        fmt, used = _detect(con, source, kind, format, mapping)
+        _normalize(con, fmt, used)
+        _first_error(con, source, kind)
+        changes, info = _changes(con, fmt, used)
+        if strict and changes:
+            raise StudioError(f"{source}: --strict refuses the import: "
+                              + "; ".join(describe_changes(changes, {}, UNIT[kind])))
+        if progress:
+            progress(1, 3)
+        _insert_rows(con, name, source)
         if progress:
             progress(2, 3)
-        with store.commit_staged(claim) as con:
-            con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
-                        [name, source, fmt, json.dumps(used)])
-            con.execute("INSERT INTO versions (dataset, version, parent, operation, params, "
-                        "n_rows, created_at) VALUES (?, 'v1', NULL, 'import', ?, ?, now())",
-                        [name, json.dumps({"source": source, "format": fmt, "mapping": used},
-                                          default=str), n])
-        version = "v1"
-    except BaseException:
-        store.abandon_staged(claim)
-        raise
+        con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
+                    [name, source, fmt, json.dumps(used)])
+        if info["split_from_source"]:  # the exported `split` column comes back
+            split, join = "coalesce(n.src_split, 'train')", " JOIN _norm n ON n.line = r.source_line"
+        else:
+            split, join = "'train'", ""
+        version = create_version(
+            con, name, None, "import", {"source": source, "format": fmt, "mapping": used,
+                                        "changes": changes, "info": info},
+            f"SELECT r.uid, {split} AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
+            f"false AS is_dup FROM rows r{join} WHERE r.dataset = ?", [name], name="v1")
+        n = con.execute("SELECT n_rows FROM versions WHERE dataset = ? AND version = ?",
+                        [name, version]).fetchone()[0]
     if progress:
         progress(3, 3)
     return {"name": name, "version": version, "n_rows": n, "format": fmt, "mapping": used,
-            "source": source}
+            "source": source, "changes": changes, "info": info, "unit": UNIT[kind]}
 
 
 def _head_copy(path: Path, n_lines: int, tmpdir: str) -> Path:
@@ -155,16 +264,16 @@ def _head_copy(path: Path, n_lines: int, tmpdir: str) -> Path:
 
 
 def preview(path: str | Path, format: str | None = None, mapping: dict[str, str] | None = None,
-            n: int = 5) -> dict:
+            n: int = 5, *, lenient: bool = False, field: str | None = None) -> dict:
     """Detected kind, format, mapping and the first `n` normalized rows; writes nothing."""
     kind = readers.source_kind(path)
     with tempfile.TemporaryDirectory() as tmp, duckdb.connect() as con:
         src = Path(path)
         if kind == "jsonl":
             src = _head_copy(src, max(n, 500), tmp)
-        readers.stage(con, src, kind)
-        fmt, used = _detect(con, format, mapping)
-        _normalize(con, str(path), kind, fmt, used)
+        readers.stage(con, src, kind, lenient=lenient, field=field)
+        fmt, used = _detect(con, str(path), kind, format, mapping)
+        _normalize(con, fmt, used)
         cur = con.execute("SELECT line, messages, system, instruction, response, src_id AS id, "
                           "category, tags, err FROM _norm ORDER BY line LIMIT ?", [n])
         cols = [d[0] for d in cur.description]

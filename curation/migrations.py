@@ -342,3 +342,30 @@ def _staged_writes(con: duckdb.DuckDBPyConnection) -> None:
             pid_start BIGINT,
             created_at TIMESTAMP DEFAULT current_timestamp
         )""")
+
+
+# --- curation: search index, rows without uid index (issue 9) ----------------------------
+
+@migration("0025_curation_text_search_index")
+def _text_search(con: duckdb.DuckDBPyConnection) -> None:
+    # Inverted word index for `text~'...'` (curation/search.py): a vocabulary per dataset and
+    # postings (token id -> row key) stored sorted by token id, so a lookup reads few row
+    # groups. Rows are immutable, so the index only grows; `search_state` says how far it goes.
+    con.execute("CREATE TABLE search_vocab (dataset TEXT NOT NULL, tid INTEGER NOT NULL, "
+                "token TEXT NOT NULL, df BIGINT NOT NULL)")  # df: rows holding the token
+    con.execute("CREATE TABLE search_postings (dataset TEXT NOT NULL, tid INTEGER NOT NULL, "
+                "rid BIGINT NOT NULL)")
+    con.execute("CREATE TABLE search_state (dataset TEXT PRIMARY KEY, max_rid BIGINT NOT NULL)")
+
+
+@migration("0026_curation_rows_without_uid_index")
+def _rows_without_uid_index(con: duckdb.DuckDBPyConnection) -> None:
+    # The PRIMARY KEY on rows.uid kept an ART index that doubled the cost of writing rows (1M-row
+    # import). uids are unique by construction (md5 of dataset, id and content hash; ids are
+    # unique within a dataset; edits insert only uids not already there), joins on them are
+    # hash joins, so the table is rebuilt without it, in row-key order, keeping NOT NULLs.
+    con.execute("CREATE TABLE _rows_new AS SELECT * FROM rows ORDER BY rid")
+    con.execute("DROP TABLE rows")
+    con.execute("ALTER TABLE _rows_new RENAME TO rows")
+    for column in ("uid", "dataset", "id", "messages", "content_hash"):
+        con.execute(f"ALTER TABLE rows ALTER COLUMN {column} SET NOT NULL")

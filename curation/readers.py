@@ -3,10 +3,16 @@
 DuckDB streams the file; Python never holds all rows. When DuckDB rejects a file its message
 does not name the right line, so on that error path only we stream the file once in Python to
 find the first bad line and say what is wrong with it.
+
+CSV is read strictly (RFC 4180: `,` between fields, `"` quotes, `""` for a quote inside a
+quoted field): a broken quote is an error naming its line, never a silent quote-less parse.
+`lenient=True` lets DuckDB's sniffer guess the dialect instead (what a malformed file needs).
+A JSON file whose records sit under one key (`{"data": [...]}`) is read with `field="data"`.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -39,8 +45,11 @@ def source_kind(path: str | Path) -> str:
 
 
 def stage(con: duckdb.DuckDBPyConnection, path: str | Path, kind: str,
-          table: str = "_stage") -> None:
-    """Create TEMP table `table(line, j)` from the source; raise StudioError naming the line."""
+          table: str = "_stage", lenient: bool = False, field: str | None = None) -> None:
+    """Create TEMP table `table(line, j)` from the source; raise StudioError naming the line.
+
+    `lenient`: CSV only, let DuckDB sniff the dialect instead of strict RFC 4180 quoting.
+    `field`: the records are the list under this key of each top-level object."""
     p = Path(path)
     if kind in ("jsonl", "json", "csv", "parquet") and p.stat().st_size == 0:
         raise StudioError(f"{p}: the file is empty")
@@ -51,22 +60,32 @@ def stage(con: duckdb.DuckDBPyConnection, path: str | Path, kind: str,
                         "read_json_objects(?, format='newline_delimited')", [src])
             _number_jsonl_lines(con, p, table)
         elif kind == "json":
+            # an array is read as one (a leading BOM hides it from format='auto')
+            layout = "array" if _first_char(p) == "[" else "auto"
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT row_number() OVER () AS line, "
-                        "json AS j FROM read_json_objects(?, format='auto')", [src])
+                        f"json AS j FROM read_json_objects(?, format='{layout}')", [src])
         elif kind == "csv":
             # line = row + 1 for the header (a quoted field spanning lines shifts this)
+            dialect = ("strict_mode=false" if lenient else
+                       "skip=0, delim=',', quote='\"', escape='\"', strict_mode=true")
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT row_number() OVER () + 1 AS line, "
-                        "to_json(t) AS j FROM read_csv(?, all_varchar=true, header=true) t", [src])
+                        f"to_json(t) AS j FROM read_csv(?, all_varchar=true, header=true, "
+                        f"{dialect}) t", [src])
         elif kind == "parquet":
+            # the record without the row-number column (else it would read as a field)
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT file_row_number + 1 AS line, "
-                        "to_json(t) AS j FROM (SELECT * EXCLUDE (file_row_number), "
-                        "file_row_number FROM read_parquet(?, file_row_number=true)) t", [src])
+                        "json_merge_patch(to_json(t), '{\"file_row_number\": null}') AS j "
+                        "FROM read_parquet(?, file_row_number=true) t", [src])
         else:
             _stage_hf(con, src, kind, table)
     except duckdb.Error as exc:
         if kind in ("jsonl", "json"):
             _raise_json_error(p, kind, exc)
+        if kind == "csv" and not lenient:
+            _raise_csv_error(p, exc)
         raise StudioError(f"{p}: cannot read as {kind}: {str(exc).splitlines()[0]}") from exc
+    if field:
+        _unwrap(con, p, kind, table, field)
     n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     if n == 0:
         raise StudioError(f"{p}: the file is empty (no records)")
@@ -75,6 +94,64 @@ def stage(con: duckdb.DuckDBPyConnection, path: str | Path, kind: str,
     if bad:
         where = "record" if kind == "json" else "line"
         raise StudioError(f"{p} {where} {bad[0]}: expected a JSON object")
+
+
+def _unwrap(con: duckdb.DuckDBPyConnection, p: Path, kind: str, table: str, field: str) -> None:
+    """Replace the staged records by the objects listed under `field` in each of them."""
+    from curation.formats import json_path
+
+    path = json_path(field)
+    bad = con.execute(f"SELECT line FROM {table} WHERE json_type(json_extract(j, ?)) IS DISTINCT FROM 'ARRAY' "
+                      "ORDER BY line LIMIT 1", [path]).fetchone()
+    if bad:
+        where = "record" if kind == "json" else "line"
+        raise StudioError(f"{p} {where} {bad[0]}: --field {field}: no list under the key "
+                          f"{field!r}")
+    con.execute(f"CREATE TEMP TABLE {table}_items AS SELECT row_number() OVER (ORDER BY line, i) "
+                "AS line, e AS j FROM (SELECT line, unnest(l) AS e, generate_subscripts(l, 1) AS i "
+                f"FROM (SELECT line, from_json(json_extract(j, ?), '[\"JSON\"]') AS l FROM {table}))", [path])
+    con.execute(f"DROP TABLE {table}")
+    con.execute(f"ALTER TABLE {table}_items RENAME TO {table}")
+
+
+def wrapper_keys(con: duckdb.DuckDBPyConnection, table: str = "_stage") -> list[tuple[str, int]]:
+    """Keys of a lone record whose value is a list of objects, with the list's length: a
+    file like `{"data": [...]}` holds its records there (offered as `--field KEY`)."""
+    got = con.execute(f"SELECT any_value(j), count(*) FROM {table}").fetchone()
+    if got[1] != 1:  # a wrapper is one object holding every record
+        return []
+    record = json.loads(got[0])
+    return [(k, len(v)) for k, v in record.items()
+            if isinstance(v, list) and v and isinstance(v[0], dict)]
+
+
+def _first_char(p: Path) -> str:
+    """First non-blank character of a file, after a UTF-8 byte order mark."""
+    with open(p, "rb") as f:
+        head = f.read(4096)
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1].decode("latin-1")
+
+
+def _raise_csv_error(p: Path, exc: Exception) -> None:
+    """Find the first malformed CSV record in Python (error path only) and name its line."""
+    hint = "a quote inside a quoted field must be doubled (\"\"); --lenient reads it anyway"
+    with open(p, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f, strict=True)
+        start, width = 1, None
+        try:
+            for row in reader:
+                if width is None:
+                    width = len(row)
+                elif row and len(row) != width:
+                    raise StudioError(f"{p} line {start}: malformed CSV: {len(row)} fields where "
+                                      f"the header has {width}; --lenient reads it anyway") from exc
+                start = reader.line_num + 1
+        except csv.Error as err:
+            where = f"line {reader.line_num}" if reader.line_num == start else \
+                f"line {start} (the record runs to line {reader.line_num})"
+            raise StudioError(f"{p} {where}: malformed CSV: {err}; {hint}") from exc
+    raise StudioError(f"{p}: malformed CSV (strict RFC 4180 quoting): "
+                      f"{str(exc).splitlines()[0]}; --lenient reads it anyway") from exc
 
 
 def _number_jsonl_lines(con: duckdb.DuckDBPyConnection, p: Path, table: str) -> None:

@@ -59,8 +59,8 @@ def load_rows(store, cfg: TrainConfig) -> list[dict]:
             raise StudioError("dataset references need curation.datasets, which is not "
                               "available in this build; pass data_file instead") from exc
         rows = curation_load_rows(store, cfg.dataset, split="train")
-        return [{k: r.get(k) for k in ("id", "messages", "instruction", "response", "system", "category")}
-                for r in rows]
+        keys = ("id", "messages", "instruction", "response", "system", "category", "tools")
+        return [{k: r.get(k) for k in keys} for r in rows]
     if cfg.data_file:
         return read_jsonl(cfg.data_file)
     raise StudioError("no training data: set dataset (NAME[@VERSION]) or data_file")

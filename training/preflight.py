@@ -13,7 +13,7 @@ from pathlib import Path
 
 from curation.errors import StudioError
 from training.config import ALL_LINEAR, TrainConfig
-from training.formatting import encode, ensure_chat_template, row_messages
+from training.formatting import encode_row, ensure_chat_template
 
 MAX_AUTO_SEQ_LEN = 2048
 
@@ -115,7 +115,7 @@ def _check_rows(tokenizer, rows: list[dict], seq_len: int) -> None:
     usable = 0
     for row in rows[:200]:
         try:
-            enc = encode(tokenizer, row_messages(row), seq_len)
+            enc = encode_row(tokenizer, row, seq_len)
         except StudioError as exc:
             raise StudioError(f"row {row.get('id', '?')}: {exc}") from exc
         usable += enc.n_response_tokens > 0

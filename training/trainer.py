@@ -22,7 +22,7 @@ from training import status as st
 from training.collate import PackedCollator, PaddedCollator, TokenCounter
 from training.config import TrainConfig
 from training.data import EVAL_FILE, TRAIN_FILE, read_jsonl
-from training.formatting import encode, ensure_chat_template, row_messages
+from training.formatting import encode_row, ensure_chat_template
 
 CONFIG_FILE = "config.yaml"
 HF_DIR = "hf"
@@ -40,7 +40,7 @@ def encode_rows(tokenizer, rows: list[dict], cfg: TrainConfig) -> list[dict]:
     """Encoded examples; rows left with no response token after truncation are dropped."""
     out = []
     for row in rows:
-        enc = encode(tokenizer, row_messages(row), cfg.max_seq_len)
+        enc = encode_row(tokenizer, row, cfg.max_seq_len)
         labels = enc.labels if cfg.completion_only else list(enc.input_ids)
         if enc.n_response_tokens:
             out.append({"input_ids": enc.input_ids, "labels": labels})

@@ -14,8 +14,6 @@ from curation.errors import StudioError
 from curation.formats import FORMATS
 from studio.cli.common import cli, emit, get_store, json_option, table
 
-FORMAT_CHOICES = list(FORMATS)
-
 
 @contextmanager
 def progress_bar(desc: str) -> Iterator:
@@ -49,28 +47,43 @@ def _parse_mapping(pairs: tuple[str, ...]) -> dict[str, str] | None:
 @cli.command("import")
 @click.argument("path")
 @click.option("--name", required=True, help="Name of the new dataset.")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Input schema (default: detected from the columns).")
 @click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
               help="Column for a canonical field (instruction, input, response, system, "
-                   "messages, conversations, id, category, tags); repeatable.")
+                   "messages, conversations, id, category, tags, tools, split); repeatable.")
+@click.option("--field", default=None, metavar="KEY",
+              help="The records are the list under this top-level key, e.g. --field data "
+                   "for {\"data\": [...]}.")
+@click.option("--strict", is_flag=True,
+              help="Refuse the import if anything would be changed: values coerced to text, "
+                   "repeated source ids replaced, fields dropped, a conversation starting "
+                   "with the assistant.")
+@click.option("--lenient", is_flag=True,
+              help="CSV: read a malformed file (e.g. a broken quote) with a guessed dialect "
+                   "instead of stopping at the bad line; check the rows afterwards.")
 @click.option("--preview", is_flag=True, help="Show the detected format and first rows; write nothing.")
 @json_option
 @click.pass_context
-def import_cmd(ctx, path, name, fmt, mapping, preview, as_json):
-    """Import PATH (JSONL, JSON, CSV, Parquet, a datasets folder or hub name) as NAME."""
+def import_cmd(ctx, path, name, fmt, mapping, field, strict, lenient, preview, as_json):
+    """Import PATH (JSONL, JSON, CSV, Parquet, a datasets folder or hub name) as NAME.
+
+    The summary counts what was changed on the way in (see --strict) and what was kept that
+    is worth knowing (non-text content parts, tool calls, a `split` column)."""
     from curation import importer
 
     if preview:
-        got = importer.preview(path, fmt, _parse_mapping(mapping))
+        got = importer.preview(path, fmt, _parse_mapping(mapping), lenient=lenient, field=field)
         rows = [{"line": r["line"], "instruction": r["instruction"], "response": r["response"],
                  "error": r["err"]} for r in got["rows"]]
         emit(got, as_json, f"format: {got['format']}  mapping: {got['mapping']}\n{table(rows)}")
         return
     with progress_bar("import") as cb:
-        got = importer.import_file(get_store(ctx), path, name, fmt, _parse_mapping(mapping), cb)
+        got = importer.import_file(get_store(ctx), path, name, fmt, _parse_mapping(mapping), cb,
+                                   strict=strict, lenient=lenient, field=field)
+    notes = importer.describe_changes(got["changes"], got["info"], got["unit"])
     emit(got, as_json, f"imported {got['n_rows']} rows as {got['name']}@{got['version']} "
-                       f"(format {got['format']})")
+                       f"(format {got['format']})" + "".join(f"\n  {n}" for n in notes))
 
 
 @cli.command("datasets")

@@ -1,0 +1,41 @@
+"""The import's schema changes (0025 search index tables, 0026 rows without the uid index)
+apply to a workspace made before them and keep every row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from curation import migrations
+from curation import store as store_mod
+from curation.datasets import load_rows
+from curation.importer import import_file
+from curation.store import Store
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_existing_workspace_keeps_its_rows_through_the_new_migrations(tmp_path, monkeypatch):
+    full = list(migrations.MIGRATIONS)
+    old = [m for m in full if m[0] < "0025"]
+    monkeypatch.setattr(store_mod, "MIGRATIONS", old)
+    before_store = Store(tmp_path / "ws")
+    with before_store.connect() as con:  # an old workspace: rows written before 0025/0026
+        con.execute("INSERT INTO rows (uid, dataset, id, messages, content_hash, rid) VALUES "
+                    "('u1', 'old', 'r1', '[{\"role\": \"user\", \"content\": \"hi\"}, "
+                    "{\"role\": \"assistant\", \"content\": \"yo\"}]', 'h1', 1)")
+        con.execute("INSERT INTO datasets (name) VALUES ('old')")
+        con.execute("INSERT INTO versions (dataset, version, operation, n_rows) "
+                    "VALUES ('old', 'v1', 'import', 1)")
+        con.execute("INSERT INTO version_rows (dataset, version, uid, rid) VALUES "
+                    "('old', 'v1', 'u1', 1)")
+    monkeypatch.setattr(store_mod, "MIGRATIONS", full)
+    store_mod._migrated.clear()
+    store = Store(tmp_path / "ws")
+    assert {"0025_curation_text_search_index", "0026_curation_rows_without_uid_index"} <= \
+        set(store.applied_migrations())
+    assert [r["id"] for r in load_rows(store, "old")] == ["r1"]
+    assert not store.query("SELECT * FROM duckdb_constraints() WHERE table_name = 'rows' "
+                           "AND constraint_type = 'PRIMARY KEY'")
+    import_file(store, DATA / "alpaca.jsonl", "new")
+    assert len(load_rows(store, "new")) == 3
+    assert store.query("SELECT count(DISTINCT uid) AS n FROM rows")[0]["n"] == 4
