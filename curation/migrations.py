@@ -220,3 +220,25 @@ def _score_rids(con: duckdb.DuckDBPyConnection) -> None:
     # Scores join rows and versions by the integer row key (see 0006).
     con.execute("ALTER TABLE scores ADD COLUMN rid BIGINT")
     con.execute("UPDATE scores SET rid = rows.rid FROM rows WHERE scores.uid = rows.uid")
+
+
+# --- models (issue 16) ----------------------------------------------------------------------
+
+@migration("0040_models")
+def _models(con: duckdb.DuckDBPyConnection) -> None:
+    # Base models imported into the workspace (training.models): folder models/<name>.
+    con.execute("""
+        CREATE TABLE models (
+            name TEXT PRIMARY KEY,
+            path TEXT NOT NULL,          -- relative to the workspace root (models/<name>)
+            source TEXT NOT NULL,        -- what was imported: file, folder, hub or offline name
+            source_kind TEXT NOT NULL,   -- offline | gguf | hf-folder | hub
+            architecture TEXT,           -- transformers class, e.g. LlamaForCausalLM
+            n_parameters BIGINT,
+            context_length INTEGER,
+            chat_template TEXT,
+            template_source TEXT,        -- 'model' or 'built-in' (the model had none)
+            eos_token TEXT,
+            content_hash TEXT,           -- sha256 over the folder's files
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")

@@ -42,6 +42,9 @@ def resolve_model(store: Store | None, ident: str) -> ModelRef:
         target = ident[len("base:"):]
         if not target:
             raise NotFoundError("checkpoint id 'base:' names no model")
+        from training.models import resolve_base_model
+
+        target = resolve_base_model(store, target)  # an imported model's name -> its folder
         folder = _from_folder(target)
         return ModelRef(base_model=folder.base_model if folder else target, name=ident)
     ref = _from_folder(ident)

@@ -1,7 +1,7 @@
 """What evals load: a checkpoint id -> base model + adapter + the exact chat template and EOS.
 
 Ids: `<run_id>/step-<N>` for adapters saved by a training run, `base:<model>` for a base model
-(an HF name or local folder) without adapter.
+(an HF name, local folder or imported model name, `training.models`) without adapter.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def resolve(store, checkpoint_id: str) -> ModelRef:
         base = checkpoint_id[len("base:"):]
         if not base:
             raise NotFoundError("checkpoint id 'base:' names no model")
+        from training.models import resolve_base_model
+
+        base = resolve_base_model(store, base)
         template, eos = _tokenizer_template(base)
         return ModelRef(name=checkpoint_id, base_model=base, chat_template=template, eos_token=eos)
     sql = "SELECT id, path, base_model FROM checkpoints WHERE id = ?"

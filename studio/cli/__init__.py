@@ -20,7 +20,7 @@ from studio.cli.common import cli
 
 def _register_commands() -> None:
     # Each module attaches its commands to `cli` on import.
-    from studio.cli import curation_cmds, demo_cmds, eval_cmds, training_cmds, ui_cmds  # noqa: F401
+    from studio.cli import curation_cmds, demo_cmds, eval_cmds, model_cmds, training_cmds, ui_cmds  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
