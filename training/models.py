@@ -41,6 +41,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 GGUF_MAGIC = b"GGUF"
 HUB_HOST, HUB_PORT = "huggingface.co", 443
 HUB_CHECK_TIMEOUT_S = 3.0
+IMPORTER_VERSION = "import-1"  # bump when the importer changes what it writes (test caches key on it)
 STAGING_DIR = ".importing"  # models/.importing/<name>-<random>: imports being written
 BUILTIN_TEMPLATE_NAME = "the studio's built-in '### User:/### Assistant:' template (EOS ends each answer)"
 
