@@ -369,3 +369,25 @@ def _rows_without_uid_index(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE _rows_new RENAME TO rows")
     for column in ("uid", "dataset", "id", "messages", "content_hash"):
         con.execute(f"ALTER TABLE rows ALTER COLUMN {column} SET NOT NULL")
+
+
+# --- models (issue 16) ----------------------------------------------------------------------
+
+@migration("0040_models")
+def _models(con: duckdb.DuckDBPyConnection) -> None:
+    # Base models imported into the workspace (training.models): folder models/<name>.
+    con.execute("""
+        CREATE TABLE models (
+            name TEXT PRIMARY KEY,
+            path TEXT NOT NULL,          -- relative to the workspace root (models/<name>)
+            source TEXT NOT NULL,        -- what was imported: file, folder, hub or offline name
+            source_kind TEXT NOT NULL,   -- offline | gguf | hf-folder | hub
+            architecture TEXT,           -- transformers class, e.g. LlamaForCausalLM
+            n_parameters BIGINT,
+            context_length INTEGER,
+            chat_template TEXT,
+            template_source TEXT,        -- 'model' or 'built-in' (the model had none)
+            eos_token TEXT,
+            content_hash TEXT,           -- sha256 over the folder's files
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")

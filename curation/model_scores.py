@@ -39,6 +39,13 @@ class ModelScoreConfig:
             raise StudioError("model scoring: batch_size must be >= 1 and max_length >= 8")
 
 
+def resolve_score_model(store, model: str | None) -> str:
+    """An imported model's name (`studio model list`) -> its folder; paths/HF names unchanged."""
+    from training.models import resolve_base_model
+
+    return resolve_base_model(store, model or "")
+
+
 def _split(messages: list[dict]) -> tuple[list[dict], str]:
     """(context messages before the last assistant turn, that turn's text)."""
     last = max((k for k, m in enumerate(messages) if m["role"] == "assistant"), default=None)

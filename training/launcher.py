@@ -18,7 +18,11 @@ from training.trainer import CONFIG_FILE
 
 
 def prepare_training(store, cfg: TrainConfig) -> tuple[TrainConfig, list[dict], list[dict]]:
-    """Resolved config and (train, eval) rows; raises StudioError on any bad input."""
+    """Resolved config and (train, eval) rows; raises StudioError on any bad input.
+    An imported model's name (`studio model list`) becomes its folder here."""
+    from training.models import resolve_base_model
+
+    cfg = dataclasses.replace(cfg, base_model=resolve_base_model(store, cfg.base_model))
     cfg = provenance.pin_dataset(store, cfg)  # a bare NAME trains on (and records) NAME@latest
     rows = load_rows(store, cfg)
     train, evals = split_rows(rows, cfg.eval_fraction, cfg.seed)

@@ -36,6 +36,11 @@ def torch_threads() -> int:
     return max(1, int(value)) if value and value.isdigit() else max(1, os.cpu_count() or 1)
 
 
+def is_rank_zero() -> bool:
+    """True in a single process and in rank 0 of a torchrun/accelerate launch: the one writer."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def encode_rows(tokenizer, rows: list[dict], cfg: TrainConfig) -> list[dict]:
     """Encoded examples; rows left with no response token after truncation are dropped."""
     out = []
@@ -136,6 +141,7 @@ def build_trainer(cfg: TrainConfig, run_dir: str | Path, train_rows: list[dict],
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.base_model, cfg.trust_remote_code)
     ensure_chat_template(tokenizer)
+    write_files = write_files and is_rank_zero()  # data-parallel: rank 0 writes, others train
     if write_files:  # the exact template + EOS the run trains with (also in every checkpoint)
         (run_dir / TEMPLATE_FILE).write_text(json.dumps(
             {"chat_template": tokenizer.chat_template, "eos_token": tokenizer.eos_token}, indent=2))
@@ -185,6 +191,7 @@ def run(run_dir: str | Path, resume: bool = False) -> dict:
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary = {"global_step": result.global_step, "train_loss": result.training_loss,
                "seconds": round(time.perf_counter() - t0, 2)}
-    (run_dir / "result.json").write_text(json.dumps(summary, indent=2))
-    st.write_status(run_dir, progress=1.0, step=result.global_step)
+    if trainer.is_world_process_zero():
+        (run_dir / "result.json").write_text(json.dumps(summary, indent=2))
+        st.write_status(run_dir, progress=1.0, step=result.global_step)
     return summary

@@ -1,4 +1,4 @@
-"""CLI for training: `studio model build-tiny`, `studio train`, `studio runs`, `studio run ...`.
+"""CLI for training: `studio model build-tiny` (import/list/show: `model_cmds`), `studio train`, `studio runs`, `studio run ...`.
 
 Thin layer over `training.*`: parse flags, call the library, render. Heavy imports stay inside
 the commands so `studio --help` stays fast.
@@ -19,7 +19,7 @@ from training.config import TrainConfig
 
 @cli.group("model")
 def model_group() -> None:
-    """Base models: build the offline tiny model."""
+    """Base models: import, list, show, build the offline tiny model."""
 
 
 @model_group.command("build-tiny")
