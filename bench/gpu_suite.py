@@ -105,12 +105,12 @@ def train_step(model_dir: Path, sizes: Sizes, workdir: Path, cuda: bool,
 
 def generation_step(model_dir: Path, sizes: Sizes, workdir: Path) -> dict:
     """HF generate vs vLLM on base + 3 adapters; vLLM skipped (and said so) when absent."""
-    from evals.backends.hf import HFBackend
-    from tests.helpers.fixtures import make_lora_adapter
     from transformers import AutoTokenizer
 
+    from evals.backends.hf import HFBackend
     from evals.prompts import render_prompts
     from evals.types import ModelRef, SamplingConfig
+    from tests.helpers.fixtures import make_lora_adapter
     from training.checkpoints import resolve as resolve_model
 
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -138,7 +138,6 @@ def run(args) -> dict:
     engine = backend
     if backend == "vllm":  # one engine (base + adapter) for both suites
         from evals.backends.vllm import VLLMBackend
-
         from training.checkpoints import resolve as resolve_model
 
         engine = VLLMBackend([resolve_model(store, base), resolve_model(store, ckpt)],

@@ -75,19 +75,18 @@ def test_chatml_labels_mask_exactly_the_prompt_and_end_with_im_end(smollm2_model
 
 def test_loop_end_to_end_on_the_real_model(real_ws, real_data, require_vllm, tmp_path,
                                            monkeypatch):
-    from evals.backends.hf import HFBackend
-    from evals.backends.vllm import VLLMBackend
-    from tests.helpers.consistency import agreement
-
     from curation.dedup import dedup
     from curation.importer import import_file
     from curation.scoring import score
     from curation.split import split
+    from evals.backends.hf import HFBackend
+    from evals.backends.vllm import VLLMBackend
     from evals.compare import compare_results
     from evals.evaluate import evaluate
     from evals.prompts import render_prompts
     from evals.suites import suite_from_dataset
     from evals.types import SamplingConfig
+    from tests.helpers.consistency import agreement
     from training import jobs
     from training.checkpoints import resolve as resolve_model
     from training.config import TrainConfig

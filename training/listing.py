@@ -5,6 +5,8 @@ Runs themselves are listed by `training.jobs.list_runs` (it ingests run folders 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def checkpoint_ids(store) -> list[str]:
     """Base models first, then run checkpoints by run and step (the order a user compares them in)."""
@@ -23,3 +25,14 @@ def model_folders(models_dir) -> list[str]:
     if not models_dir.exists():
         return []
     return sorted(str(p) for p in models_dir.iterdir() if (p / "config.json").exists())
+
+
+def base_model_choices(store) -> list[str]:
+    """What a base-model picker offers: imported models by name (`studio model list`), then
+    other model folders in the workspace (e.g. the demo's tiny model), by path."""
+    from training.models import list_models
+
+    names = [m.name for m in list_models(store)]
+    models_dir = store.workspace.root / "models"
+    imported = {str((models_dir / n).resolve()) for n in names}
+    return names + [f for f in model_folders(models_dir) if str(Path(f).resolve()) not in imported]

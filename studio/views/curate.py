@@ -19,7 +19,7 @@ from studio.ui.data import dataset_overview, versions_of
 from studio.ui.session import call, store, workspace_path
 from studio.ui.text import literal
 from studio.ui.widgets import header, version_picker
-from training.listing import model_folders
+from training.listing import base_model_choices
 
 header("Curate", "Remove duplicates, score rows, filter by thresholds and save the result as a "
        "new immutable version. Long work runs in the background; the page stays usable.")
@@ -162,7 +162,7 @@ def scores_tab() -> None:
                          help="heuristic: lengths, repetition, language… (instant, SQL). "
                               "perplexity / ifd / model: per-example response loss under a "
                               "model; IFD = loss with the instruction / loss without it.")
-    models = model_folders(workspace_path() / "models")
+    models = base_model_choices(store())
     model = b.selectbox("Model", models or ["(none in workspace)"], key="score_model",
                         accept_new_options=True, disabled=scorer == "heuristic",
                         help="HF name or folder of the causal LM that computes the loss.")

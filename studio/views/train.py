@@ -8,7 +8,7 @@ import streamlit as st
 from studio.ui import charts, runs
 from studio.ui.data import dataset_overview, versions_of
 from studio.ui.forms import build_config, dataclass_form
-from studio.ui.session import call, store, workspace_path
+from studio.ui.session import call, store
 from studio.ui.status import list_runs
 from studio.ui.text import literal
 from studio.ui.train_form import ESSENTIALS, field_choices
@@ -16,7 +16,7 @@ from studio.ui.widgets import header
 from training.config import TrainConfig
 from training.jobs import cancel, resume
 from training.launcher import launch_training
-from training.listing import model_folders
+from training.listing import base_model_choices
 
 header("Train", "Fine-tune a LoRA adapter on a dataset version. Runs are durable jobs: closing "
        "the tab or reloading never stops them, and every tab sees the same runs.")
@@ -32,7 +32,7 @@ def launch_form() -> None:
     datasets = [ref for d in dataset_overview(store())
                 for ref in [d["name"]] + [f"{d['name']}@{v['version']}"
                                           for v in versions_of(store(), d["name"])]]
-    models = model_folders(workspace_path() / "models")
+    models = base_model_choices(store())
     st.caption("Defaults suit the offline tiny model; hover a field's ⓘ for what it does.")
     choices = field_choices(datasets, models)
     with st.form("train_form"):
