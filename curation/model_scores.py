@@ -41,9 +41,11 @@ class ModelScoreConfig:
 
 def resolve_score_model(store, model: str | None) -> str:
     """An imported model's name (`studio model list`) -> its folder; paths/HF names unchanged."""
-    from training.models import resolve_base_model
-
-    return resolve_base_model(store, model or "")
+    folder = store.model_folder(model) if model and "/" not in model else None
+    if folder is not None and not (folder / "config.json").exists():
+        raise StudioError(f"model {model!r} is recorded but its folder {folder} is missing or "
+                          "incomplete; remove the record or import it again")
+    return str(folder) if folder is not None else (model or "")
 
 
 def _split(messages: list[dict]) -> tuple[list[dict], str]:

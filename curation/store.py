@@ -157,6 +157,13 @@ class Store:
             cols = [d[0] for d in cur.description] if cur.description else []
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
+    def model_folder(self, name: str) -> Path | None:
+        """The folder of an imported base model (`studio model import`, table `models`), or
+        None when `name` is not one. Here, beside the store, because curation (model scores),
+        training and evals all accept a model name where a path is asked for."""
+        rows = self.query("SELECT path FROM models WHERE name = ?", [name])
+        return (self.workspace.root / rows[0]["path"]).resolve() if rows else None
+
     def query_df(self, sql: str, params: list | tuple | None = None):
         with self.connect(read_only=_is_read(sql)) as con:
             return con.execute(sql, params or []).df()

@@ -74,6 +74,9 @@ CURATION: list[tuple[str, Args]] = [
 # With the tiny model: training jobs, scoring, evaluation, comparison, judging.
 MODEL: list[tuple[str, Args]] = [
     ("model build-tiny", lambda c: [c["tmp"] + "/built", "--steps", "2"]),
+    ("model import", lambda c: [c["tmp"] + "/built", "--name", "tiny-imported"]),
+    ("model list", lambda c: []),
+    ("model show", lambda c: ["tiny-imported"]),
     ("score", lambda c: ["d", "--scorer", "perplexity", "--model", c["model"], "--out", "loss"]),
     ("denoise", lambda c: ["d@loss", "--group-by", "none", "--out", "clean"]),
     ("train", lambda c: ["--base-model", c["model"], "--data-file", c["train_file"],

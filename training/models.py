@@ -299,11 +299,9 @@ def resolve_base_model(store_or_workspace, name_or_path: str) -> str:
     (an HF name or a path, checked later by whoever loads it). The one place names resolve."""
     if not name_or_path or store_or_workspace is None or not NAME_PATTERN.fullmatch(name_or_path):
         return name_or_path
-    store = _store_of(store_or_workspace)
-    rows = store.query("SELECT path FROM models WHERE name = ?", [name_or_path])
-    if not rows:
+    folder = _store_of(store_or_workspace).model_folder(name_or_path)
+    if folder is None:
         return name_or_path
-    folder = (store.workspace.root / rows[0]["path"]).resolve()
     if not (folder / "config.json").exists():
         raise StudioError(f"model {name_or_path!r} is recorded but its folder {folder} is "
                           f"missing or incomplete; remove the record or import it again")
