@@ -11,6 +11,7 @@ import pytest
 
 from curation.store import Store
 from curation.workspace import Workspace
+from evals.backends import CacheOnly
 from evals.compare import across_checkpoints, compare, forgetting
 from evals.evaluate import evaluate
 from evals.prompts import render_prompts
@@ -83,11 +84,14 @@ def test_run_checkpoints_through_vllm_and_hf(trained_run):
     for rep in report:
         print(f"HF vs vLLM {rep.checkpoint}: {rep.n_equal}/{rep.n} identical", rep.differences[:1])
     assert all(rep.rate >= 0.9 for rep in report)
-    # Everything is cached now: the HF backend is never started.
-    again = evaluate(store, "task", [base, *ckpts], backend="hf")
+    # Everything is cached now: a cache-only reader finds vLLM's outputs (and says whose);
+    # the HF backend would generate its own (outputs are never shared across backends).
+    again = evaluate(store, "task", [base, *ckpts], backend=CacheOnly())
     assert again.generation.n_generated == 0 and again.generation.n_cached == 120
+    assert again.generation.identity["backend"] == "vllm"
 
-    comp = compare(store, "task", base, ckpts[-1], n_boot=2000, primary="chrf")
+    comp = compare(store, "task", base, ckpts[-1], backend=CacheOnly(), n_boot=2000,
+                   primary="chrf")
     chrf = next(m for m in comp.metrics if m["metric"] == "chrf")
     print("task chrf", chrf["baseline"]["mean"], "->", chrf["candidate"]["mean"],
           chrf["ci_low"], chrf["ci_high"], "clustered", chrf["clustered"])
@@ -96,7 +100,7 @@ def test_run_checkpoints_through_vllm_and_hf(trained_run):
     assert not chrf["clustered"] and "only 2 groups" in chrf["warning"] and chrf["n"] == 40
     assert comp.improvements and comp.improvements[0]["reference"]
 
-    forgot = forgetting(store, "general", ckpts[-1], n_boot=2000)
+    forgot = forgetting(store, "general", ckpts[-1], backend=CacheOnly(), n_boot=2000)
     em = next(m for m in forgot.metrics if m["metric"] == "exact_match")
     print("general exact_match", em["baseline"]["mean"], "->", em["candidate"]["mean"],
           em["ci_low"], em["ci_high"], "flagged", forgot.gate_failed)
