@@ -175,6 +175,17 @@ def device_name() -> str:
     return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
 
 
+def score_step(folder: Path, sizes: Sizes) -> dict:
+    """Perplexity + IFD scoring rows/s, batched vs batch 1 (bench/bench_model_scores.py)."""
+    import bench_model_scores
+
+    rows = bench_model_scores.real_conversations(max(8, sizes.prompts // 4))
+    batched = bench_model_scores.measure(str(folder), rows, 8)
+    single = bench_model_scores.measure(str(folder), rows, 1)
+    return {"batched": batched, "baseline_batch1": single,
+            "speedup": round(batched["rows_per_s"] / single["rows_per_s"], 2)}
+
+
 def run_step(name: str, fn, report: dict) -> None:
     t0 = time.perf_counter()
     try:
@@ -237,6 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
             report["train/qwen2-0.5b-qlora4bit"] = {
                 "skipped": "needs CUDA" if not cuda else "bitsandbytes not installed"}
             print(f"qlora: {report['train/qwen2-0.5b-qlora4bit']}", flush=True)
+        run_step("score/smollm2-135m", lambda: score_step(models["smollm2-135m"], sizes), report)
         run_step("generate/smollm2-135m",
                  lambda: generation_step(models["smollm2-135m"], sizes, workdir), report)
     report["total_s"] = round(time.perf_counter() - t0, 1)
