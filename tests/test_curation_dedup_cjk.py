@@ -72,38 +72,6 @@ def _jaccard(a: str, b: str) -> float:
     return len(x & y) / len(x | y)
 
 
-def _shingle_set(text: str, n: int = 3) -> set:
-    toks = TOKEN.findall(text.lower())
-    toks = toks + [""] * (n - len(toks)) if 0 < len(toks) < n else toks
-    return {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
-
-
-def _recall(store, tmp_path, name: str, rows: list[dict], vary, n: int, seed: int) -> float:
-    """Share of planted one-unit variants that near dedup flags (each is a later copy), among
-    those whose true Jaccard to their original is at/above the threshold (0.8)."""
-    rng = random.Random(seed)
-    picked = rng.sample(range(len(rows)), n)
-    planted = [{**rows[k], "output": vary(rows[k]["output"], rng), "id": f"variant-{k}"}
-               for k in picked]
-    records = [{**r, "id": f"row-{k}"} for k, r in enumerate(rows)] + planted
-    f = tmp_path / f"{name}.jsonl"
-    f.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records))
-    import_file(store, f, name)
-    got = dedup(store, name, "near", threshold=0.8)
-    kept = {r["id"] for r in load_rows(store, got["ref"])}
-    text = {r["id"]: "\n".join(m["content"] for m in r["messages"])
-            for r in load_rows(store, f"{name}@v1")}
-    true = [p["id"] for k, p in zip(picked, planted, strict=True)
-            if _jaccard(text[p["id"]], text[f"row-{k}"]) >= 0.8]
-    assert len(true) >= 0.8 * n  # most variants are real near duplicates
-    return sum(pid not in kept for pid in true) / len(true)
-
-
-def _jaccard(a: str, b: str) -> float:
-    x, y = _shingle_set(a), _shingle_set(b)
-    return len(x & y) / len(x | y)
-
-
 def test_near_dedup_finds_one_character_variants_in_chinese(store, tmp_path):
     zh = [r for r in _real("llamafactory_alpaca_zh_demo.json") if HAN.search(r["output"])]
     en = [r for r in _real("llamafactory_alpaca_en_demo.json") if " " in r["output"]]
