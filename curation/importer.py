@@ -215,35 +215,39 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
     source = str(Path(path).resolve()) if kind != "hf_hub" else str(path)
     if progress:
         progress(0, 3)
-    with store.transaction() as con:
-        if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
-            raise StudioError(f"dataset {name!r} already exists; pick another --name")
-        readers.stage(con, path, kind, lenient=lenient, field=field)
-        fmt, used = _detect(con, source, kind, format, mapping)
-        _normalize(con, fmt, used)
-        _first_error(con, source, kind)
-        changes, info = _changes(con, fmt, used)
-        if strict and changes:
-            raise StudioError(f"{source}: --strict refuses the import: "
-                              + "; ".join(describe_changes(changes, {}, UNIT[kind])))
-        if progress:
-            progress(1, 3)
-        _insert_rows(con, name, source)
-        if progress:
-            progress(2, 3)
-        con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
-                    [name, source, fmt, json.dumps(used)])
-        if info["split_from_source"]:  # the exported `split` column comes back
-            split, join = "coalesce(n.src_split, 'train')", " JOIN _norm n ON n.line = r.source_line"
-        else:
-            split, join = "'train'", ""
-        version = create_version(
-            con, name, None, "import", {"source": source, "format": fmt, "mapping": used,
-                                        "changes": changes, "info": info},
-            f"SELECT r.uid, {split} AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
-            f"false AS is_dup FROM rows r{join} WHERE r.dataset = ?", [name], name="v1")
-        n = con.execute("SELECT n_rows FROM versions WHERE dataset = ? AND version = ?",
-                        [name, version]).fetchone()[0]
+    try:
+        with store.transaction() as con:
+            if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+                raise StudioError(f"dataset {name!r} already exists; pick another --name")
+            readers.stage(con, path, kind, lenient=lenient, field=field)
+            fmt, used = _detect(con, source, kind, format, mapping)
+            _normalize(con, fmt, used)
+            _first_error(con, source, kind)
+            changes, info = _changes(con, fmt, used)
+            if strict and changes:
+                raise StudioError(f"{source}: --strict refuses the import: "
+                                  + "; ".join(describe_changes(changes, {}, UNIT[kind])))
+            if progress:
+                progress(1, 3)
+            _insert_rows(con, name, source)
+            if progress:
+                progress(2, 3)
+            con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
+                        [name, source, fmt, json.dumps(used)])
+            if info["split_from_source"]:  # the exported `split` column comes back
+                split, join = "coalesce(n.src_split, 'train')", " JOIN _norm n ON n.line = r.source_line"
+            else:
+                split, join = "'train'", ""
+            version = create_version(
+                con, name, None, "import", {"source": source, "format": fmt, "mapping": used,
+                                            "changes": changes, "info": info},
+                f"SELECT r.uid, {split} AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
+                f"false AS is_dup FROM rows r{join} WHERE r.dataset = ?", [name], name="v1")
+            n = con.execute("SELECT n_rows FROM versions WHERE dataset = ? AND version = ?",
+                            [name, version]).fetchone()[0]
+    except BaseException:
+        store.give_back_space()  # a rolled-back big write (full disk) leaves the file as it was
+        raise
     if progress:
         progress(3, 3)
     return {"name": name, "version": version, "n_rows": n, "format": fmt, "mapping": used,

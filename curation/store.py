@@ -157,6 +157,15 @@ class Store:
             cols = [d[0] for d in cur.description] if cur.description else []
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
+    def give_back_space(self) -> None:
+        """After a failed big write: a checkpoint truncates the free blocks at the end of the
+        file, so a rolled-back import (e.g. on a full disk) leaves the file about as it was.
+        Best effort: if this fails too, the workspace is still consistent."""
+        import contextlib
+
+        with contextlib.suppress(StudioError, duckdb.Error), self.connect() as con:
+            con.execute("CHECKPOINT")
+
     def model_folder(self, name: str) -> Path | None:
         """The folder of an imported base model (`studio model import`, table `models`), or
         None when `name` is not one. Here, beside the store, because curation (model scores),

