@@ -367,7 +367,7 @@ def test_full_disk_during_import_leaves_the_workspace_usable(tmp_path):
         ws = mnt / "ws"
         store = Store(Workspace.open(ws))
         import_file(store, write_rows(tmp_path / "d.jsonl", 50), "d")
-        before, size_before = snapshot(store), store.path.stat().st_size
+        before = snapshot(store)
         filler = mnt / "filler"
         with filler.open("wb") as fh:  # leave ~6 MB free
             free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
@@ -380,7 +380,6 @@ def test_full_disk_during_import_leaves_the_workspace_usable(tmp_path):
         # Not asserted since the import went back to one transaction: the rolled-back blocks
         # stay in the file (8.7 MB vs 2.4 MB here; DuckDB reuses them, CHECKPOINT does not
         # truncate them). The staged import did give them back; see the open issue 14.
-        assert store.path.stat().st_size >= size_before
         filler.unlink()
         studio(ws, "import", str(write_rows(tmp_path / "m.jsonl", 2_000)), "--name", "m",
                check=True)
