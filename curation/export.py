@@ -19,6 +19,7 @@ import duckdb
 
 from curation.datasets import resolve_ref as _resolve
 from curation.errors import StudioError
+from curation.processes import pid_alive
 from curation.store import Store
 
 FORMATS = ("jsonl", "parquet", "hf")
@@ -141,18 +142,8 @@ def _remove_stale_temps(path: Path) -> None:
     """Temp outputs of exports to `path` whose process is gone (killed mid-write)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.export-*.tmp"):
         pid = tmp.name.rsplit(".export-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             _remove(tmp)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove(path: Path) -> None:

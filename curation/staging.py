@@ -34,6 +34,7 @@ from pathlib import Path
 import duckdb
 
 from curation.errors import StudioError
+from curation.processes import pid_alive, process_start
 
 CHUNK_ROWS = 20_000    # rows per chunked read (scoring's copy of the text)
 TARGET_HOLD_S = 0.2   # chunked writes size their chunks to hold the store about this long
@@ -48,29 +49,6 @@ class Claim:
     dataset: str
     version: str
     new_dataset: bool
-
-
-def process_start(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks (/proc/PID/stat field 22): with the pid it names a
-    process even after the pid is reused. None where /proc is missing."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _alive(pid: int | None, start: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    now = process_start(pid)
-    return start is None or now is None or now == start
 
 
 def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -> Claim:
@@ -239,7 +217,7 @@ def abandon_staged(store, claim: Claim) -> None:
 def sweep(con: duckdb.DuckDBPyConnection) -> int:
     """Delete the staged data of writers that died; returns how many claims were swept."""
     dead = [r for r in con.execute("SELECT token, dataset, version, new_dataset, pid, pid_start "
-                                   "FROM staged_writes").fetchall() if not _alive(r[4], r[5])]
+                                   "FROM staged_writes").fetchall() if not pid_alive(r[4], r[5])]
     for token, dataset, version, new_dataset, _, _ in dead:
         _delete(con, dataset, version, new_dataset)
         con.execute("DELETE FROM staged_writes WHERE token = ?", [token])
@@ -278,7 +256,7 @@ def stage_dir(store) -> Iterator[Path]:
     root.mkdir(parents=True, exist_ok=True)
     for old in root.iterdir():
         pid = old.name.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid), None):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     folder = root / f"{os.getpid()}-{secrets.token_hex(4)}"
     folder.mkdir()

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from curation import processes
 from curation.errors import NotFoundError, StoreWriteError, StudioError
 from training.status import (
     CHECKPOINTS_DIR,
@@ -146,17 +147,7 @@ def pid_alive(pid: int | None, start: int | None = None) -> bool:
     reap_children()
     if pid in _children:
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    return processes.pid_alive(pid)
 
 
 def _ts(value) -> dt.datetime | None:

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from curation.processes import process_start  # noqa: F401  (re-exported: job files record it)
+
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "log.txt"
@@ -173,16 +175,6 @@ def read_job(run_dir: str | Path) -> dict:
 
 def write_job(run_dir: str | Path, job: dict) -> None:
     (Path(run_dir) / JOB_FILE).write_text(json.dumps(job, indent=2, default=str))
-
-
-def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None
-    where /proc is missing. With the pid it identifies a process even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
