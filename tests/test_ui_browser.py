@@ -9,45 +9,16 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHOTS = REPO / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from tests.helpers.browser import CHROMIUM_ARGS, add_suites, no_tracebacks, settle, shot, studio_ui
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"studio ui exited early with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError("studio ui did not become healthy")
 
 
 @pytest.fixture
@@ -56,38 +27,8 @@ def studio_server(tmp_path, tiny_model):
     (ws / "models").mkdir(parents=True)
     shutil.copytree(tiny_model, ws / "models" / "tiny")  # offered as a base model on Train
     add_suites(ws)
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "studio"), "--workspace", str(ws), "ui",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_healthy(url, proc)
+    with studio_ui(ws, tmp_path) as url:
         yield url, ws
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-def add_suites(ws: Path) -> None:
-    """A task suite (what the run should learn) and a general one (what it must not forget)."""
-    from curation.store import Store
-    from evals.suites import Suite, save_suite
-    from training import synthetic
-
-    store = Store(ws)
-    for name, role, family in (("repeat", "task", "repeat_twice"), ("retained", "general",
-                                                                     "reverse")):
-        rows = [{**r, "id": f"{name}-{i}"}
-                for i, r in enumerate(synthetic.generate([family], 8, seed=9))]
-        save_suite(store, Suite(name=name, role=role, metrics=["token_f1", "exact_match"],
-                                sampling={"max_new_tokens": 8}, rows=rows))
 
 
 def data_file(tmp_path: Path) -> Path:
@@ -99,34 +40,6 @@ def data_file(tmp_path: Path) -> Path:
     path.write_text("".join(json.dumps({"instruction": r["instruction"],
                                         "output": r["response"]}) + "\n" for r in rows))
     return path
-
-
-def shot(page, name: str) -> None:
-    """Whole page: Streamlit scrolls inside its main container, so grow the viewport to it."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(400)
-    size = page.viewport_size
-    height = page.evaluate("() => Math.max(...Array.from(document.querySelectorAll("
-                           "'[data-testid=stMain], [data-testid=stAppViewContainer]'),"
-                           " e => e.scrollHeight), window.innerHeight)")
-    page.set_viewport_size({"width": size["width"], "height": min(int(height), 6000)})
-    page.wait_for_timeout(300)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    page.set_viewport_size(size)
-
-
-def settle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until Streamlit has finished its runs (no running indicator, no stale elements)."""
-    page.wait_for_load_state("networkidle")
-    for _ in range(2):  # a rerun may start just after the first check
-        page.wait_for_timeout(300)
-        page.wait_for_function(
-            "() => !document.querySelector('[data-testid=stStatusWidget]') && "
-            "!document.querySelector('[data-stale=true]')", timeout=timeout_ms)
-
-
-def no_tracebacks(page) -> None:
-    assert page.locator("[data-testid='stException']").count() == 0, page.content()[:2000]
 
 
 def test_user_journey_in_browser(studio_server, chromium_path, tmp_path):
@@ -297,23 +210,8 @@ def hostile_workspace(ws: Path, bait: str) -> dict[str, str]:
 def hostile_studio(tmp_path, bait_server):
     ws = tmp_path / "ws"
     texts = hostile_workspace(ws, bait_server)
-    port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "studio"), "--workspace", str(ws), "ui",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_healthy(url, proc)
+    with studio_ui(ws, tmp_path) as url:
         yield url, texts
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def test_hostile_rows_and_run_names_fetch_nothing_and_show_literally(hostile_studio,
