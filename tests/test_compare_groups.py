@@ -9,6 +9,7 @@ import pytest
 
 from curation.errors import NotFoundError, StudioError
 from studio.cli import main as studio_main
+from tests.helpers.cli import cli_json
 from training import jobs, synthetic
 from training.config import TrainConfig
 from training.data import write_jsonl
@@ -70,11 +71,6 @@ def test_a_bad_config_starts_no_run_and_records_no_group(store, tmp_path, capsys
     assert store.query("SELECT count(*) AS n FROM runs")[0]["n"] == 0
 
 
-def cli(capsys, workspace, *args) -> dict:
-    capsys.readouterr()
-    studio_main(["--workspace", str(workspace), *args])
-    return json.loads(capsys.readouterr().out)
-
 
 @pytest.mark.slow
 def test_grouped_compare_through_the_cli(store, tiny_model, tmp_path, monkeypatch, capsys):
@@ -92,7 +88,7 @@ def test_grouped_compare_through_the_cli(store, tiny_model, tmp_path, monkeypatc
     for name, family in (("off", "swap_words"), ("on", "repeat_twice")):
         path = tmp_path / f"{name}.jsonl"
         write_jsonl(path, synthetic.generate([family], 64, seed=1))
-        out = cli(capsys, ws, "train", "--base-model", str(tiny_model), "--data-file", str(path),
+        out = cli_json(capsys, ws, "train", "--base-model", str(tiny_model), "--data-file", str(path),
                   "--max-steps", "6", "--save-steps", "6", "--eval-steps", "6", "--lr", "2e-3",
                   "--name", name, "--seeds", "0,1", "--wait", "--json")
         assert [r["state"] for r in out["runs"]] == ["completed", "completed"], out
@@ -114,7 +110,7 @@ def test_grouped_compare_through_the_cli(store, tiny_model, tmp_path, monkeypatc
     assert all(c["survives"] == (c["p_adjusted"] < 0.05) for c in comp["claims"])
     # The grouped difference is the mean of the per-checkpoint means `studio eval` reports.
     ckpts = [r["checkpoint"] for r in comp["baseline_runs"] + comp["candidate_runs"]]
-    ev = cli(capsys, ws, "eval", "--suite", "rep", *[a for c in ckpts for a in ("--checkpoint", c)],
+    ev = cli_json(capsys, ws, "eval", "--suite", "rep", *[a for c in ckpts for a in ("--checkpoint", c)],
              "--json")
     for m in comp["metrics"]:
         means = [ev["results"][c][m["metric"]]["mean"] for c in ckpts]

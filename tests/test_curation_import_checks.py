@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from curation.datasets import load_rows
 from curation.errors import StudioError
 from curation.export import export
 from curation.importer import import_file
+from tests.helpers.cli import studio_process as studio
 
 REPO = Path(__file__).resolve().parents[1]
 # CI clones the repo with shared/ beside it; a checkout elsewhere can point STUDIO_REAL_DATA at it
@@ -36,13 +36,6 @@ def real(name: str) -> Path:
 def snapshot(store) -> dict:
     return {t: store.query(f"SELECT count(*) AS n FROM {t}")[0]["n"]
             for t in ("datasets", "rows", "versions", "version_rows")}
-
-
-def studio(ws: Path, *args: str) -> subprocess.CompletedProcess:
-    """The real CLI in its own process, importing this checkout."""
-    env = {**os.environ, "STUDIO_WORKSPACE": str(ws), "PYTHONPATH": str(REPO)}
-    return subprocess.run([str(STUDIO), *args], env=env, capture_output=True, text=True,
-                          timeout=300)
 
 
 def alpaca_csv(tmp_path: Path, n: int = 40) -> tuple[Path, list[dict]]:

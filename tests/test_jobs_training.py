@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
 import pytest
 
-from studio.cli import main as studio_main
+from tests.helpers.cli import cli_json
 from training import jobs, synthetic
 from training.data import write_jsonl
 from training.status import read_metric_lines, read_metrics, read_status
@@ -23,27 +22,22 @@ def env(monkeypatch, workspace, tmp_path):
     return workspace, data
 
 
-def cli(capsys, workspace, *args) -> dict | list:
-    capsys.readouterr()
-    studio_main(["--workspace", str(workspace.root), *args])
-    return json.loads(capsys.readouterr().out)
-
 
 @pytest.mark.slow
 def test_cli_run_completes_with_falling_eval_loss(env, capsys, tiny_model):
     workspace, data = env
-    out = cli(capsys, workspace, "train", "--base-model", str(tiny_model), "--data-file", str(data),
+    out = cli_json(capsys, workspace, "train", "--base-model", str(tiny_model), "--data-file", str(data),
               "--max-steps", "16", "--eval-steps", "8", "--save-steps", "8", "--lr", "1e-3",
               "--name", "cli-run", "--wait", "--json")
     assert out["state"] == "completed", out
     assert out["checkpoints"] == [f"{out['run_id']}/step-8", f"{out['run_id']}/step-16"]
     evals = [r["eval_loss"] for r in read_metrics(out["run_dir"]) if "eval_loss" in r]
     assert len(evals) == 2 and evals[1] < evals[0]
-    listed = cli(capsys, workspace, "runs", "--json")
+    listed = cli_json(capsys, workspace, "runs", "--json")
     assert [r["id"] for r in listed] == [out["run_id"]] and listed[0]["state"] == "completed"
-    shown = cli(capsys, workspace, "run", "show", out["run_id"], "--json")
+    shown = cli_json(capsys, workspace, "run", "show", out["run_id"], "--json")
     assert shown["config"]["max_steps"] == 16 and shown["name"] == "cli-run"
-    logs = cli(capsys, workspace, "run", "logs", out["run_id"], "--json")
+    logs = cli_json(capsys, workspace, "run", "logs", out["run_id"], "--json")
     assert "[job] completed" in logs["log"]
     _check_resolve_and_merge(workspace, capsys, out["checkpoints"][-1], tiny_model)
 
@@ -63,7 +57,7 @@ def _check_resolve_and_merge(workspace, capsys, checkpoint_id, tiny_model):
     base = resolve(store, f"base:{tiny_model}")
     assert base.adapter_path is None and base.chat_template == ref.chat_template
     run_id = checkpoint_id.split("/")[0]
-    merged = cli(capsys, workspace, "run", "merge", run_id, "--out", str(workspace.root / "merged"), "--json")
+    merged = cli_json(capsys, workspace, "run", "merge", run_id, "--out", str(workspace.root / "merged"), "--json")
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
         want = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model),
@@ -97,7 +91,7 @@ def test_kill_9_then_resume_continues_from_last_checkpoint(env, capsys, tiny_mod
     assert run["state"] == "failed" and f"process {pid} died" in run["error"]
     killed_at = read_metrics(run_dir)[-1]["step"]
 
-    out = cli(capsys, workspace, "run", "resume", run_id, "--wait", "--json")
+    out = cli_json(capsys, workspace, "run", "resume", run_id, "--wait", "--json")
     assert out["state"] == "completed", out
     assert out["step"] == 40 and f"{run_id}/step-40" in out["checkpoints"]
     log = jobs.log_tail(run_dir, 400)
