@@ -7,7 +7,9 @@
                                        # every finished run on the suite in one backend, reports
 
 Axes are TrainConfig field names (`lr`/`epochs` aliases too), so dataset versions are an axis
-like any hyperparameter. A sweep is a run group (`training.groups`, kind "sweep"): it is listed
+like any hyperparameter, and so is `replay_fraction` with `replay=DATASET` (the share of that
+dataset's rows mixed into the training rows, `curation.replay.replay_mix`; mixes are built
+when the sweep starts). A sweep is a run group (`training.groups`, kind "sweep"): it is listed
 with the other groups and `training.groups.cancel_group` cancels the rest of it. The winner is
 picked by `evals.sweep_winner.pick_winner` on held-out metrics, never by loss.
 
@@ -32,6 +34,7 @@ from curation.errors import StudioError
 from training.config import TrainConfig
 
 NOT_AXES = {"seed": "use --seeds", "name": "the sweep names its runs"}
+REPLAY_AXIS = "replay_fraction"  # not a TrainConfig field: the share of --replay rows mixed in
 
 
 @dataclass
@@ -48,6 +51,7 @@ class SweepSpec:
     sample_seed: int = 0
     halving: bool = False
     eta: int = 2                                 # halving keeps the best 1/eta at each rung
+    replay: str | None = None                    # dataset mixed in by the replay_fraction axis
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -91,6 +95,9 @@ def parse_grid(items: list[str], datasets: list[str] | None = None) -> dict[str,
         if not sep or not key:
             raise StudioError(f"--grid {item!r}: expected FIELD=V1,V2 (e.g. lora_r=8,16)")
         name = aliases.get(key, key)
+        if name == REPLAY_AXIS:
+            axes[name] = _fractions(key, values)
+            continue
         if name in NOT_AXES:
             raise StudioError(f"--grid {key}: not a sweep axis ({NOT_AXES[name]})")
         if name not in fields:
@@ -113,10 +120,27 @@ def parse_grid(items: list[str], datasets: list[str] | None = None) -> dict[str,
     return axes
 
 
+def _fractions(key: str, values: str) -> list[float]:
+    out = []
+    for v in (v.strip() for v in values.split(",") if v.strip()):
+        try:
+            f = float(v)
+        except ValueError:
+            raise StudioError(f"--grid {key}={v}: expected a number between 0 and 1") from None
+        if not 0 <= f <= 1:
+            raise StudioError(f"--grid {key}={v}: expected a number between 0 and 1")
+        out.append(f)
+    if len(set(out)) != len(out) or not out:
+        raise StudioError(f"--grid {key}: give distinct values, e.g. 0,0.1,0.3")
+    return out
+
+
 def check_axes(cfg: TrainConfig, axes: dict[str, list]) -> None:
     """Every value of every axis makes a valid config on its own; the error names it."""
     fields = _fields()
     for name, values in axes.items():
+        if name == REPLAY_AXIS:
+            continue  # checked when parsed
         kind = str(fields[name].type)
         for v in values:
             if kind == "bool" and not isinstance(v, bool):
@@ -139,6 +163,9 @@ def plan(cfg: TrainConfig, spec: SweepSpec) -> list[dict]:
     """The configs to run (params dicts): the grid, or `random` of them; refused when
     configs x seeds exceeds the budget."""
     check_axes(cfg, spec.axes)
+    if REPLAY_AXIS in spec.axes and not spec.replay:
+        raise StudioError(f"--grid {REPLAY_AXIS} mixes in rows of another dataset: name it "
+                          "with --replay DATASET[@VERSION]")
     grid = expand(spec.axes)
     if spec.random is not None:
         if spec.random < 1:
@@ -209,8 +236,17 @@ def start(store, cfg: TrainConfig, spec: SweepSpec) -> dict:
     configs = plan(cfg, spec)
     runs = []
     for i, params in enumerate(configs):
+        fields = {k: v for k, v in params.items() if k != REPLAY_AXIS}
+        if params.get(REPLAY_AXIS):  # built once per (version, fraction) and reused
+            from curation.replay import replay_mix
+
+            if not fields.get("dataset", cfg.dataset):
+                raise StudioError(f"--grid {REPLAY_AXIS}: needs a dataset to mix into "
+                                  "(--dataset or the config's dataset)")
+            fields["dataset"] = replay_mix(store, fields.get("dataset", cfg.dataset),
+                                           spec.replay, params[REPLAY_AXIS], spec.sample_seed)
         for s in seeds:
-            c = TrainConfig.from_dict({**cfg.to_dict(), **params, "seed": s,
+            c = TrainConfig.from_dict({**cfg.to_dict(), **fields, "seed": s,
                                        "name": f"{spec.name}-c{i}-seed{s}"}, source=spec.name)
             try:
                 prepared = prepare_training(store, c)  # every run validated before any is queued

@@ -263,3 +263,38 @@ def test_cli_sweep_end_to_end_on_the_tiny_model(store, data, tiny_model, tmp_pat
     assert "learning_rate=0.003" in text and "95% CI" in text and rep["verdict"] in text
     studio_main(["--workspace", ws, "sweep", "list", "--json"])
     assert [g["name"] for g in json.loads(capsys.readouterr().out)] == ["s1"]
+
+
+# --- replay as an axis --------------------------------------------------------------------------
+
+def test_replay_fraction_is_an_axis_that_needs_a_replay_dataset():
+    axes = S.parse_grid(["replay_fraction=0,0.25", "lora_r=8,16"])
+    assert axes["replay_fraction"] == [0.0, 0.25]
+    with pytest.raises(StudioError, match="--grid replay_fraction mixes in rows of another "
+                                          "dataset: name it with --replay"):
+        S.plan(TrainConfig(), S.SweepSpec(name="s", suite="h", axes=axes))
+    assert len(S.plan(TrainConfig(), S.SweepSpec(name="s", suite="h", axes=axes,
+                                                 replay="general"))) == 4
+    with pytest.raises(StudioError, match="--grid replay_fraction=1.5: expected a number"):
+        S.parse_grid(["replay_fraction=0,1.5"])
+
+
+def test_replay_mix_adds_a_seeded_share_of_rows_once(store, data, tmp_path):
+    from curation.datasets import load_rows
+    from curation.replay import replay_mix
+
+    general = synthetic.generate(["reverse"], 40, seed=3)
+    write_jsonl(tmp_path / "g.jsonl", general)
+    import_file(store, tmp_path / "g.jsonl", "general")
+    assert replay_mix(store, "support", "general", 0.0) == "support@v1"
+    mixed = replay_mix(store, data, "general", 0.25, seed=1)
+    rows = load_rows(store, mixed)
+    replayed = [r for r in rows if r["id"].startswith("replay-")]
+    assert len(rows) == 80 + 20 and len(replayed) == 20
+    general_ids = {r["id"] for r in load_rows(store, "general")}
+    assert {r["id"].removeprefix("replay-") for r in replayed} <= general_ids
+    assert replay_mix(store, data, "general", 0.25, seed=1) == mixed       # built once
+    other = replay_mix(store, data, "general", 0.25, seed=2)
+    assert other != mixed and {r["id"] for r in load_rows(store, other)} != {r["id"] for r in rows}
+    with pytest.raises(StudioError, match="replay_fraction 2: must be between 0 and 1"):
+        replay_mix(store, data, "general", 2)

@@ -61,6 +61,8 @@ def _action(store, items: tuple[str, ...], backend: str, as_json: bool) -> None:
               "or lr/epochs); more axes follow as plain words: --grid lora_r=8,16 lr=1e-4,3e-4.")
 @click.option("--dataset", "datasets", default=None,
               help="Dataset versions to sweep over, comma-separated (an axis like the others).")
+@click.option("--replay", default=None, help="Dataset whose rows the replay_fraction axis mixes "
+              "in (--grid replay_fraction=0,0.1,0.3).")
 @click.option("--suite", default=None, help="Held-out eval suite that picks the winner.")
 @click.option("--metric", default=None, help="Suite metric that ranks configs (default: the "
               "suite's first).")
@@ -82,7 +84,8 @@ def _action(store, items: tuple[str, ...], backend: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def sweep(ctx: click.Context, items: tuple[str, ...], config_path: str | None,
-          grid: tuple[str, ...], datasets: str | None, suite: str | None, metric: str | None,
+          grid: tuple[str, ...], datasets: str | None, replay: str | None, suite: str | None,
+          metric: str | None,
           seeds: str | None, budget: int | None, random_k: int | None, sample_seed: int,
           halving: bool, eta: int, name: str | None, backend: str, detach: bool,
           as_json: bool) -> None:
@@ -104,7 +107,8 @@ def sweep(ctx: click.Context, items: tuple[str, ...], config_path: str | None,
                       [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None)
     spec = SweepSpec(name=name or f"sweep-{secrets.token_hex(3)}", suite=suite, axes=axes,
                      seeds=parse_seeds(seeds) if seeds else [], metric=metric, budget=budget,
-                     random=random_k, sample_seed=sample_seed, halving=halving, eta=eta)
+                     random=random_k, sample_seed=sample_seed, halving=halving, eta=eta,
+                     replay=replay)
     started = start(store, TrainConfig.from_yaml(config_path), spec)
     if detach:
         emit(started, as_json, human=f"queued sweep {started['name']} ({started['sweep']}): "
