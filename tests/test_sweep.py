@@ -298,3 +298,28 @@ def test_replay_mix_adds_a_seeded_share_of_rows_once(store, data, tmp_path):
     assert other != mixed and {r["id"] for r in load_rows(store, other)} != {r["id"] for r in rows}
     with pytest.raises(StudioError, match="replay_fraction 2: must be between 0 and 1"):
         replay_mix(store, data, "general", 2)
+
+
+@pytest.mark.slow
+def test_cli_sweep_cancel_stops_the_rest_of_a_detached_sweep(store, data, tiny_model, tmp_path,
+                                                             monkeypatch, capsys):
+    monkeypatch.setenv("STUDIO_TORCH_THREADS", "1")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"base_model": str(tiny_model), "dataset": data,
+                                      "max_steps": 5000, "save_steps": 5000, "eval_steps": 5000,
+                                      "eval_fraction": 0.0, "report_to": "none"}))
+    ws = str(store.workspace.root)
+    capsys.readouterr()
+    studio_main(["--workspace", ws, "sweep", "--config", str(config), "--grid", "lora_r=8,16",
+                 "--suite", "held", "--name", "long", "--detach", "--json"])
+    started = json.loads(capsys.readouterr().out)
+    assert [r["params"] for r in started["runs"]] == [{"lora_r": 8}, {"lora_r": 16}]
+    studio_main(["--workspace", ws, "sweep", "cancel", "long", "--json"])
+    cancelled = json.loads(capsys.readouterr().out)["cancelled"]
+    assert sorted(c["run_id"] for c in cancelled) == sorted(r["run_id"] for r in started["runs"])
+    states = {r["id"]: r["state"] for r in store.query("SELECT id, state FROM runs")}
+    assert set(states.values()) == {"cancelled"}
+    with pytest.raises(SystemExit) as exc:                 # nothing left to evaluate: one line
+        studio_main(["--workspace", ws, "sweep", "show", "long"])
+    assert exc.value.code == 1
+    assert "sweep long: no run completed with a checkpoint (cancelled)" in capsys.readouterr().err
