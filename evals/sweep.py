@@ -267,16 +267,18 @@ def start(store, cfg: TrainConfig, spec: SweepSpec) -> dict:
 # --- successive halving -------------------------------------------------------------------------
 
 def halving_stops(losses: dict[str, dict[int, float]], active: set[str], eta: int,
-                  last_step: int) -> list[dict]:
-    """Which active runs to stop now: at a rung (an eval step before `last_step`), a run must
-    be among the best ceil(n/eta) eval losses of the n runs that reached that rung.
+                  last_step: int | dict[str, int]) -> list[dict]:
+    """Which active runs to stop now: at a rung (an eval step before the run's last step,
+    `last_step`, one for all or per run id), a run must be among the best ceil(n/eta) eval
+    losses of the n runs that reached that rung.
 
     `losses`: run id -> {step: eval loss} for every run of the sweep (stopped ones included:
     they count at the rungs they reached). Returns [{run_id, step, loss, rank, n}].
     """
     stops = []
     for run_id in sorted(active):
-        for step in sorted(s for s in losses.get(run_id, {}) if s < last_step):
+        last = last_step[run_id] if isinstance(last_step, dict) else last_step
+        for step in sorted(s for s in losses.get(run_id, {}) if s < last):
             peers = sorted(v[step] for v in losses.values() if step in v)
             mine = losses[run_id][step]
             rank = sum(1 for p in peers if p < mine)  # ties keep the run
@@ -299,10 +301,12 @@ def _apply_halving(store, group: dict, runs: dict[str, dict], on_event=None) -> 
     from training.groups import set_member_note
     from training.jobs import cancel
 
-    spec, cfg = group["spec"], group["config"]
+    spec = group["spec"]
     losses = {rid: eval_losses(r["run_dir"]) for rid, r in runs.items()}
     active = {rid for rid, r in runs.items() if r["state"] == "running"}
-    for stop in halving_stops(losses, active, int(spec["eta"]), int(cfg["max_steps"])):
+    last = {m["run_id"]: int(m["params"].get("max_steps", group["config"]["max_steps"]))
+            for m in group["members"]}  # max_steps may itself be an axis
+    for stop in halving_stops(losses, active, int(spec["eta"]), last):
         note = (f"stopped by successive halving at step {stop['step']}: eval loss "
                 f"{stop['loss']:.4f} ranked {stop['rank']} of {stop['n']} (keeps the best "
                 f"1/{spec['eta']})")

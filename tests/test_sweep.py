@@ -102,6 +102,8 @@ def test_halving_stops_runs_outside_the_best_share_at_each_rung():
     # eta 4 keeps 1 of 4 at rung 10 -> c continues there; the last step is never a rung
     assert S.halving_stops({"a": {30: 9.0}, "b": {30: 1.0}}, {"a"}, 2, 30) == []
     assert S.halving_stops({"a": {10: 1.0}}, {"a"}, 2, 30) == []      # alone: kept
+    # per-run last steps (max_steps as an axis): b's step 10 is its last, not a rung
+    assert S.halving_stops({"a": {10: 1.0}, "b": {10: 2.0}}, {"b"}, 2, {"a": 30, "b": 10}) == []
     assert S.halving_stops({"a": {10: 1.0}, "b": {10: 1.0}}, {"b"}, 2, 30) == []  # tie: kept
 
 
