@@ -101,8 +101,9 @@ def parse_grid(items: list[str], datasets: list[str] | None = None) -> dict[str,
         if name in NOT_AXES:
             raise StudioError(f"--grid {key}: not a sweep axis ({NOT_AXES[name]})")
         if name not in fields:
+            known = sorted({*fields, *aliases, REPLAY_AXIS} - set(NOT_AXES))
             raise StudioError(f"--grid {key}: not a TrainConfig field; known: "
-                              f"{', '.join(sorted([*fields, *aliases]))}")
+                              f"{', '.join(known)}")
         if name in axes:
             raise StudioError(f"--grid {key}: given twice")
         raw = [v.strip() for v in values.split(",") if v.strip()]
@@ -226,6 +227,7 @@ def start(store, cfg: TrainConfig, spec: SweepSpec) -> dict:
     from training.groups import add_member, record_group
     from training.launcher import launch_training, prepare_training
 
+    plan(cfg, spec)  # the grid's keys and values first: no store needed to refuse them
     _check_spec(store, cfg, spec)
     if not spec.metric:
         from evals.suites import load_suite
