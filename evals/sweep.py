@@ -212,9 +212,9 @@ def _check_spec(store, cfg: TrainConfig, spec: SweepSpec) -> None:
     if spec.halving:
         if spec.eta < 2:
             raise StudioError(f"--eta {spec.eta}: halving keeps 1/eta per rung; use 2 or more")
-        if cfg.eval_fraction <= 0:
+        if min(spec.axes.get("eval_fraction", [cfg.eval_fraction])) <= 0:
             raise StudioError("--halving stops runs on eval loss: set eval_fraction > 0")
-        if cfg.max_steps <= 0:
+        if min(spec.axes.get("max_steps", [cfg.max_steps])) <= 0:
             raise StudioError("--halving needs max_steps > 0 (rungs are eval steps before it)")
     if store.query("SELECT id FROM run_groups WHERE name = ? OR id = ?", [spec.name, spec.name]):
         raise StudioError(f"sweep name {spec.name!r} is taken by another run group")
