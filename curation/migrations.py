@@ -391,3 +391,23 @@ def _models(con: duckdb.DuckDBPyConnection) -> None:
             content_hash TEXT,           -- sha256 over the folder's files
             created_at TIMESTAMP DEFAULT current_timestamp
         )""")
+
+
+# --- training: kinds of run groups, sweeps (issue 13) -----------------------------------------
+
+@migration("0070_run_group_kinds")
+def _run_group_kinds(con: duckdb.DuckDBPyConnection) -> None:
+    # A run group is seeds of one config (`train --seeds`), a sweep (`studio sweep`) or an
+    # ablation (`studio ablate`); members carry what varies between them (`params`) and why a
+    # run was stopped by the sweep (`note`, e.g. successive halving). Existing ablations become
+    # groups with their ablation id, so every multi-run experiment is found the same way.
+    con.execute("ALTER TABLE run_groups ADD COLUMN kind TEXT DEFAULT 'seeds'")
+    con.execute("UPDATE run_groups SET kind = 'seeds' WHERE kind IS NULL")
+    con.execute("ALTER TABLE run_groups ADD COLUMN spec JSON")  # a sweep's suite, axes, ...
+    con.execute("ALTER TABLE run_group_members ADD COLUMN params JSON")
+    con.execute("ALTER TABLE run_group_members ADD COLUMN note TEXT")
+    con.execute("INSERT INTO run_groups (id, name, config, kind, created_at) "
+                "SELECT id, id, config, 'ablation', created_at FROM ablations")
+    con.execute("INSERT INTO run_group_members (group_id, run_id, seed, params) "
+                "SELECT ablation_id, run_id, seed, json_object('dataset', version_ref) "
+                "FROM ablation_runs")

@@ -94,6 +94,7 @@ def start(store, ref: str, cfg, suite: str, seeds: list[int] | None = None,
           steps: list[str] | None = None) -> str:
     """Queue one run per (version, seed) with otherwise identical settings; returns its id."""
     from evals.suites import load_suite
+    from training.groups import add_member, record_group
     from training.launcher import launch_training, prepare_training
 
     load_suite(store, suite)  # an unknown suite fails here, before any run is queued
@@ -105,16 +106,22 @@ def start(store, ref: str, cfg, suite: str, seeds: list[int] | None = None,
     for v in versions:  # every version validated before any run is queued
         prepare_training(store, dataclasses.replace(cfg, dataset=v["ref"]))
     ablation_id = f"ablate-{secrets.token_hex(4)}"
+    refs = [v["ref"] for v in versions]
     with store.transaction() as con:
         con.execute("INSERT INTO ablations (id, ref, suite, config, seeds, versions) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     [ablation_id, versions[-1]["ref"], suite, json.dumps(cfg.to_dict()),
-                     json.dumps(seeds), json.dumps([v["ref"] for v in versions])])
+                     json.dumps(seeds), json.dumps(refs)])
+        # Also a run group (kind 'ablation', id = the ablation id): listed and cancelled
+        # like a sweep's runs (training.groups).
+        record_group(con, ablation_id, ablation_id, cfg.to_dict(), kind="ablation",
+                     spec={"suite": suite, "versions": refs, "seeds": seeds})
     for v, s, c in configs:
         run_id = launch_training(store, c)
         with store.transaction() as con:
             con.execute("INSERT INTO ablation_runs (ablation_id, version_ref, seed, run_id) "
                         "VALUES (?, ?, ?, ?)", [ablation_id, v["ref"], s, run_id])
+            add_member(con, ablation_id, run_id, s, {"dataset": v["ref"]})
     return ablation_id
 
 
@@ -156,27 +163,56 @@ def report(store, ab: dict, result, checkpoints: dict) -> dict:
     steps = {s["ref"]: s for s in lineage(store, ab["ref"])["steps"]}
     versions, seeds = ab["versions"], ab["seeds"]
     out = {"ablation": ab["id"], "ref": ab["ref"], "suite": ab["suite"], "seeds": seeds,
-           "n_examples": len(result.suite.rows), "versions": [], "steps": []}
-    for v in versions:
-        means = {m: float(np.mean([result.scores[checkpoints[(v, s)]][m].mean() for s in seeds]))
-                 for m in result.suite.metrics}
-        out["versions"].append({"ref": v, "n_train": steps[v]["n_train"], "metrics": means,
-                                "checkpoints": [checkpoints[(v, s)] for s in seeds]})
-    for metric in result.suite.metrics:
+           "n_examples": len(result.suite.rows)}
+    chain = [{**steps[v], "checkpoints": [checkpoints[(v, s)] for s in seeds]} for v in versions]
+    scores = {v: [result.scores[checkpoints[(v, s)]] for s in seeds] for v in versions}
+    return {**out, **step_differences(chain, scores, list(result.suite.metrics))}
+
+
+def step_differences(chain: list[dict], scores: dict[str, list[dict]],
+                     metrics: list[str]) -> dict:
+    """The paired effect of each step of a chain of versions, each vs the one before it.
+
+    `chain`: [{ref, operation, params, n_train, checkpoints}] oldest first (any versions,
+    not only one lineage: the demo's last step adds replay rows from another dataset);
+    `scores`: ref -> one {metric: per-example scores} per seed, seeds in the same order for
+    every ref. Returns {"versions": [...], "steps": [...]}: per metric and step the
+    seed-averaged difference, 95% CI over seeds and examples, p, Holm-adjusted p across the
+    steps and a verdict.
+    """
+    out = {"versions": [], "steps": []}
+    for v in chain:
+        means = {m: float(np.mean([s[m].mean() for s in scores[v["ref"]]])) for m in metrics}
+        out["versions"].append({"ref": v["ref"], "n_train": v.get("n_train"), "metrics": means,
+                                "checkpoints": v.get("checkpoints", [])})
+    for metric in metrics:
         rows = []
-        for prev, cur in zip(versions, versions[1:], strict=False):
-            d = np.stack([result.scores[checkpoints[(cur, s)]][metric]
-                          - result.scores[checkpoints[(prev, s)]][metric] for s in seeds])
-            stats = seed_example_bootstrap(d)
-            rows.append({"metric": metric, "step": cur, "vs": prev,
-                         "operation": steps[cur]["operation"], "params": steps[cur]["params"],
-                         "train_rows_removed": steps[prev]["n_train"] - steps[cur]["n_train"],
-                         **stats})
+        for prev, cur in zip(chain, chain[1:], strict=False):
+            d = np.stack([b[metric] - a[metric]
+                          for a, b in zip(scores[prev["ref"]], scores[cur["ref"]], strict=True)])
+            removed = (None if prev.get("n_train") is None or cur.get("n_train") is None
+                       else prev["n_train"] - cur["n_train"])
+            rows.append({"metric": metric, "step": cur["ref"], "vs": prev["ref"],
+                         "operation": cur.get("operation"), "params": cur.get("params"),
+                         "train_rows_removed": removed, **seed_example_bootstrap(d)})
         for row, p_adj in zip(rows, holm([r["p"] for r in rows]), strict=True):
             row["p_holm"] = p_adj
             row["verdict"] = verdict(row["diff"], p_adj, get_metric(metric).higher_is_better)
         out["steps"] += rows
     return out
+
+
+def attribute_chain(store, suite: str, chain: list[dict], backend="hf",
+                    backend_options: dict | None = None) -> dict:
+    """Evaluate the checkpoints of an already trained chain (cached) and attribute: the same
+    statistics as an ablation, for versions trained by someone else (the demo)."""
+    from evals.evaluate import evaluate
+
+    ckpts = [c for v in chain for c in v["checkpoints"]]
+    result = evaluate(store, suite, ckpts, backend, backend_options)
+    scores = {v["ref"]: [result.scores[c] for c in v["checkpoints"]] for v in chain}
+    return {"suite": result.suite.name, "n_examples": len(result.suite.rows),
+            **step_differences(chain, scores, list(result.suite.metrics))}
 
 
 def report_table(rep: dict) -> list[dict]:

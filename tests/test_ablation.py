@@ -18,6 +18,7 @@ from evals.suites import Suite, save_suite
 from studio.cli import main as studio_main
 from training import synthetic
 from training.data import write_jsonl
+from training.groups import run_groups_by_run
 
 N_WRONG = 40
 
@@ -100,6 +101,11 @@ def test_cli_ablation_reports_each_step_with_holm_adjusted_paired_differences(
                           ["config"]) for r in ab["runs"]]
     varying = {k for c in configs for k in c if c[k] != configs[0][k]}
     assert varying == {"dataset", "name"} and {c["seed"] for c in configs} == {3}
+    # The ablation is also a run group (kind 'ablation', its id), listed like a sweep.
+    groups = run_groups_by_run(store)
+    assert [(g["group_id"], g["kind"], g["params"]) for r in ab["runs"]
+            for g in groups[r["run_id"]]] == [(rep["ablation"], "ablation",
+                                               {"dataset": r["version_ref"]}) for r in ab["runs"]]
 
     # The reported difference is the seed-averaged paired difference of the stored scores.
     def mean_score(version):

@@ -96,7 +96,19 @@ MODEL: list[tuple[str, Args]] = [
     ("curve", lambda c: ["--suite", "s", "--checkpoint", c["base"], "--checkpoint", c["ckpt"]]),
     ("judge", lambda c: ["--suite", "s", "--baseline", c["base"], "--candidate", c["ckpt"],
                          "--judge", c["base"]]),
+    ("sweep", lambda c: ["--config", _sweep_config(c), "--grid", "lr=1e-4,2e-3", "--suite", "s",
+                         "--name", "sw"]),
+    ("sweep", lambda c: ["show", "sw"]),
 ]
+
+
+def _sweep_config(c: dict) -> str:
+    """A two-step config for a tiny sweep (2 runs)."""
+    path = Path(c["tmp"]) / "sweep.yaml"
+    path.write_text(json.dumps({"base_model": c["model"], "data_file": c["train_file"],
+                                "max_steps": 2, "save_steps": 2, "eval_steps": 2,
+                                "eval_fraction": 0.0, "report_to": "none"}))
+    return str(path)
 
 
 def json_commands() -> set[str]:
@@ -197,6 +209,7 @@ def test_json_commands_with_the_tiny_model(capfd, tmp_path, tiny_model, monkeypa
     drive(capfd, tmp_path / "ws", CURATION + MODEL, c)
     assert c["eval-ingest"]["backend_config"]["dtype"] == "bfloat16"
     assert c["compare"]["backend"] == {"backend": "hf", "dtype": "float32", "quantization": None}
+    assert len(c["sweep"]["ranking"]) == 2 and c["sweep"]["name"] == "sw"
 
 
 def test_json_mode_sends_fd1_of_children_and_prints_to_stderr(tmp_path):

@@ -74,6 +74,16 @@ def test_quick_demo_end_to_end(tmp_path, capsys, require_vllm, tiny_model):
     assert q["n_kept"] + q["n_removed"] == q["n_rows"]
     assert 0 < q["n_removed"] < q["n_rows"]
     assert q["false_positives"] <= q["n_removed"]
+    # Attribution: one paired difference per curation step; its ends are the demo's own runs.
+    for role, att in r["attribution"].items():
+        means = [v["metrics"]["exact_match"] for v in att["versions"]]
+        assert len(means) == 6 and len(att["steps"]) == 5
+        for label, got in (("raw", means[0]), ("curated", means[-2]),
+                           ("curated+replay", means[-1])):
+            assert math.isclose(got, r["scores"][role][label]["mean"], abs_tol=1e-9)
+        for step, before, after in zip(att["steps"], means[:-1], means[1:], strict=True):
+            assert math.isclose(step["diff"], after - before, abs_tol=1e-9)
+            assert step["low"] <= step["diff"] <= step["high"] and step["p_holm"] >= step["p"]
     assert [s["name"] for s in r["steps"]][0] == "base model"
     assert r["total_s"] >= sum(s["seconds"] for s in r["steps"]) - 1
 

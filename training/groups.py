@@ -4,6 +4,12 @@ Why: fine-tuning outcomes vary with the seed about as much as with many data cha
 comparison of two configs needs several runs of each (`studio train --seeds 0,1,2`). A group is
 recorded in `run_groups` / `run_group_members` when launched; runs launched one by one can be
 grouped after the fact by a glob over their names or ids (`curated-seed*`).
+
+Every multi-run experiment is a group of one of `GROUP_KINDS`: `seeds` (`train --seeds`),
+`sweep` (`studio sweep`, evals.sweep) and `ablation` (`studio ablate`, evals.ablation; the
+group id is the ablation id). A member's `params` say what varies between runs of the group
+(e.g. {"lora_r": 8, "dataset": "support@v5"}) and `note` why the group's driver stopped it.
+`run_groups_by_run(store)` is how a listing (the experiments table) reads a run's group.
 """
 
 from __future__ import annotations
@@ -29,22 +35,101 @@ def parse_seeds(text: str | list[int]) -> list[int]:
     return seeds
 
 
-def record_group(con, group_id: str, name: str | None, config: dict) -> None:
-    con.execute("INSERT INTO run_groups (id, name, config) VALUES (?, ?, ?)",
-                [group_id, name, json.dumps(config, default=str)])
+GROUP_KINDS = ("seeds", "sweep", "ablation")
 
 
-def add_member(con, group_id: str, run_id: str, seed: int) -> None:
-    con.execute("INSERT INTO run_group_members (group_id, run_id, seed) VALUES (?, ?, ?)",
-                [group_id, run_id, seed])
+def _json(value) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
 
 
-def list_groups(store) -> list[dict]:
-    return store.query(
-        "SELECT g.id, g.name, g.created_at, list(m.run_id ORDER BY m.seed) AS runs, "
+def _loads(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def record_group(con, group_id: str, name: str | None, config: dict, kind: str = "seeds",
+                 spec: dict | None = None) -> None:
+    if kind not in GROUP_KINDS:
+        raise ValueError(f"group kind {kind!r}: expected one of {GROUP_KINDS}")
+    con.execute("INSERT INTO run_groups (id, name, config, kind, spec) VALUES (?, ?, ?, ?, ?)",
+                [group_id, name, _json(config), kind, _json(spec)])
+
+
+def add_member(con, group_id: str, run_id: str, seed: int, params: dict | None = None) -> None:
+    con.execute("INSERT INTO run_group_members (group_id, run_id, seed, params) "
+                "VALUES (?, ?, ?, ?)", [group_id, run_id, seed, _json(params)])
+
+
+def set_member_note(store, group_id: str, run_id: str, note: str) -> None:
+    """Why the group's driver stopped a run (e.g. successive halving), kept with the member."""
+    with store.transaction() as con:
+        con.execute("UPDATE run_group_members SET note = ? WHERE group_id = ? AND run_id = ?",
+                    [note, group_id, run_id])
+
+
+def list_groups(store, kind: str | None = None) -> list[dict]:
+    """Groups newest first: id, name, kind, created_at, runs and seeds (in member order)."""
+    rows = store.query(
+        "SELECT g.id, g.name, g.kind, g.created_at, list(m.run_id ORDER BY m.seed) AS runs, "
         "list(m.seed ORDER BY m.seed) AS seeds FROM run_groups g "
         "LEFT JOIN run_group_members m ON m.group_id = g.id "
-        "GROUP BY g.id, g.name, g.created_at ORDER BY g.created_at DESC")
+        "WHERE ? IS NULL OR g.kind = ? "
+        "GROUP BY g.id, g.name, g.kind, g.created_at ORDER BY g.created_at DESC", [kind, kind])
+    for r in rows:  # a group without members lists [None] from the LEFT JOIN
+        r["runs"] = [x for x in r["runs"] if x is not None]
+        r["seeds"] = [x for x in r["seeds"] if x is not None]
+    return rows
+
+
+def get_group(store, ref: str) -> dict:
+    """A recorded group by id or name: its row (config, spec parsed) and its members in launch
+    order (run_id, seed, params, note). Raises NotFoundError."""
+    rows = store.query("SELECT * FROM run_groups WHERE id = ? OR name = ? "
+                       "ORDER BY created_at DESC", [ref, ref])
+    if not rows:
+        raise NotFoundError(f"run group {ref!r} not found (see `studio sweep list`)")
+    group = rows[0]
+    group["config"], group["spec"] = _loads(group["config"]), _loads(group["spec"])
+    group["members"] = store.query(
+        "SELECT m.run_id, m.seed, m.params, m.note FROM run_group_members m "
+        "LEFT JOIN runs r ON r.id = m.run_id WHERE m.group_id = ? "
+        "ORDER BY r.created_at, m.run_id", [group["id"]])
+    for m in group["members"]:
+        m["params"] = _loads(m["params"]) or {}
+    return group
+
+
+def run_groups_by_run(store) -> dict[str, list[dict]]:
+    """run id -> the groups it belongs to: [{group_id, group, kind, params, note}], for
+    listings such as the experiments table (a run may be in several, e.g. an ablation's run
+    compared again as a seed group)."""
+    out: dict[str, list[dict]] = {}
+    for r in store.query(
+            "SELECT m.run_id, g.id AS group_id, coalesce(g.name, g.id) AS \"group\", g.kind, "
+            "m.params, m.note FROM run_group_members m JOIN run_groups g ON g.id = m.group_id "
+            "ORDER BY g.created_at"):
+        r["params"] = _loads(r["params"]) or {}
+        out.setdefault(r.pop("run_id"), []).append(r)
+    return out
+
+
+def cancel_group(store, ref: str) -> list[dict]:
+    """Cancel every run of a recorded group that has not finished (the rest of a sweep);
+    returns [{run_id, state}] for the runs it cancelled. Finished runs keep their results."""
+    from training.jobs import cancel, list_runs
+    from training.status import TERMINAL
+
+    group = get_group(store, ref)
+    states = {r["id"]: r["state"] for r in list_runs(store)}
+    cancelled = []
+    for m in group["members"]:
+        if states.get(m["run_id"]) in TERMINAL or m["run_id"] not in states:
+            continue
+        try:
+            run = cancel(store, m["run_id"])
+        except StudioError:  # finished between the listing and the cancel
+            continue
+        cancelled.append({"run_id": m["run_id"], "state": run["state"]})
+    return cancelled
 
 
 def group_runs(store, ref: str) -> list[dict]:

@@ -56,6 +56,11 @@ def render_result(r: dict) -> str:
     e = r["replay_effect"]
     lines.append(f"Replay: curated+replay - curated on the general suite = {e['diff']:+.3f} "
                  f"{_ci(e['ci_low'], e['ci_high'], True)}, p = {e['p_value']:.3g}")
+    if r.get("attribution"):
+        from studio.demo.attribution import attribution_lines
+
+        lines += ["", "Which step made the difference (exact match):",
+                  *attribution_lines(r["attribution"])]
     lines += [f"note: {n}" for n in r.get("notes", [])]
     lines.append("")
     lines.append("Step times: " + ", ".join(f"{s['name']} {s['seconds']:.0f}s" for s in r["steps"]))

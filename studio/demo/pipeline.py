@@ -36,6 +36,7 @@ from evals.backends import get_backend
 from evals.compare import compare_results
 from evals.evaluate import evaluate
 from evals.suites import suite_from_file
+from studio.demo.attribution import attribute, demo_chain
 from studio.demo.clock import Clock, Progress
 from studio.demo.data import DemoData, build_demo_data
 from studio.demo.result import DemoResult, Paired, Score
@@ -213,6 +214,14 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
                                                 seed=seed))
         scores = {role: _scores(res, checkpoints) for role, res in results.items()}
 
+    with clock.step("attribute steps", "train each step's version; paired difference per step"):
+        chain = demo_chain(imported["raw"], steps[0]["n_in"], steps, replay_ref,
+                           _kept(store, replay_ref))
+        trained = {imported["raw"]: [raw_ckpt], curated_ref: [curated_ckpt],
+                   replay_ref: [replay_ckpt]}
+        attribution = attribute(store, chain, trained, train, suites, backend,
+                                lambda ckpts: _evaluate_all(store, suites, ckpts, backend))
+
     all_ids = {r["id"] for r in _rows(store, imported["raw"])}
     kept = {r["id"] for r in _rows(store, curated_ref)}
     curation = {"steps": steps, "quality": data.score_curation(all_ids, kept), "loss_auroc": auroc}
@@ -222,7 +231,7 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
                                    "curated": curated_ref, "replay": replay_ref},
         lineage=_lineage(store, curated_ref), curation=curation, checkpoints=checkpoints,
         suites=suites, scores=scores, curated_vs_raw=curated_vs_raw, forgetting=forgetting,
-        replay_effect=replay_effect, steps=clock.steps,
+        replay_effect=replay_effect, attribution=attribution, steps=clock.steps,
         total_s=clock.elapsed(), notes=notes)
 
 

@@ -54,6 +54,8 @@ class DemoResult:
     curated_vs_raw: Paired             # on the held-out task suite
     forgetting: dict[str, Paired]      # label -> (run - base) on the general suite
     replay_effect: Paired              # curated+replay - curated on the general suite
+    # suite role -> evals.ablation.step_differences: each curation step vs the one before
+    attribution: dict = field(default_factory=dict)
     steps: list[StepTiming] = field(default_factory=list)
     total_s: float = 0.0
     notes: list[str] = field(default_factory=list)

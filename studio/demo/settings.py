@@ -54,7 +54,9 @@ class DemoSettings:
 # Estimates (seconds) measured on 2 shared CPU cores; printed so users know what to expect.
 FULL_PLAN = [("base model", 130.0), ("import", 2.0), ("dedup + heuristics", 3.0),
              ("train raw", 40.0), ("loss score + filter", 5.0), ("train curated", 30.0),
-             ("train curated+replay", 30.0), ("evaluate", 60.0), ("compare", 1.0)]
+             ("train curated+replay", 30.0), ("evaluate", 60.0), ("compare", 1.0),
+             ("attribute steps", 120.0)]
 QUICK_PLAN = [("base model", 25.0), ("import", 2.0), ("dedup + heuristics", 3.0),
               ("train raw", 15.0), ("loss score + filter", 5.0), ("train curated", 15.0),
-              ("train curated+replay", 15.0), ("evaluate", 90.0), ("compare", 1.0)]
+              ("train curated+replay", 15.0), ("evaluate", 90.0), ("compare", 1.0),
+              ("attribute steps", 90.0)]
