@@ -391,3 +391,18 @@ def _models(con: duckdb.DuckDBPyConnection) -> None:
             content_hash TEXT,           -- sha256 over the folder's files
             created_at TIMESTAMP DEFAULT current_timestamp
         )""")
+
+
+@migration("0078_comparison_cache")
+def _comparison_cache(con: duckdb.DuckDBPyConnection) -> None:
+    # Paired statistics of two checkpoints' stored results, computed once: the key hashes the
+    # suite, both checkpoints, their results' fingerprints and the statistics' settings.
+    con.execute("""
+        CREATE TABLE comparison_cache (
+            key TEXT PRIMARY KEY,
+            suite TEXT NOT NULL,
+            baseline TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            comparison TEXT NOT NULL,    -- Comparison.to_dict() as JSON (NaN allowed)
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")
