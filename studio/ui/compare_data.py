@@ -102,10 +102,13 @@ def breakdown_table(comparisons: list[dict], label: Label = short) -> pd.DataFra
                          for c in comparisons for b in c.get("breakdown") or []], columns=cols)
 
 
-def over_checkpoints(long: pd.DataFrame, checkpoints: list[str], label: Label = short,
-                     run_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+def over_checkpoints(long: pd.DataFrame, checkpoints: list[str],
+                     run_names: Mapping[str, str] | None = None,
+                     label: Label | None = None) -> pd.DataFrame:
     """The metric table with the run each checkpoint belongs to and its step, so a chart can
-    draw a line only across the steps of one run (the base model and folders stand alone)."""
+    draw a line only across the steps of one run (the base model and folders stand alone).
+    `label` must be the one that labelled `long` (default: `short` with `run_names`)."""
+    label = label or (lambda c: short(c, run_names))
     runs, steps = {}, {}
     for c in checkpoints:
         parsed = parse_checkpoint_id(c)

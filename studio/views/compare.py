@@ -120,7 +120,8 @@ if tabs["Summary"].open:
                                               best=best, x_title="checkpoint", y_title=lead),
                           width="stretch", height=300)
         right.markdown(f"**{literal(lead)} over checkpoints** — lines join the steps of one run")
-        frame = compare_data.over_checkpoints(sub, [baseline, *candidates], label, names)
+        frame = compare_data.over_checkpoints(sub, [baseline, *candidates], names,
+                                              label=label)
         right.altair_chart(charts.metric_over_checkpoints(frame, lead, best=best),
                            width="stretch", height=300)
         st.subheader(f"Paired difference vs {literal(label(baseline))}",
