@@ -350,7 +350,7 @@ def compare_stored(store: Store, suite: str, baseline: str, candidates: list[str
     stored = stored_results(store, suite, [baseline, *candidates])
     settings = {"n_boot": n_boot, "seed": seed, "limit": limit}
     keys = {c: _cache_key(stored, baseline, c, settings) for c in candidates}
-    with store.connect() as con:
+    with store.read() as con:
         found = dict(con.execute("SELECT key, comparison FROM comparison_cache "
                                  "WHERE key IN (SELECT unnest(?))",
                                  [list(keys.values())]).fetchall())

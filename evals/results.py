@@ -80,7 +80,7 @@ def stored_results(store: Store, suite: str | Suite, checkpoints: list[str]) -> 
     """
     suite = load_suite(store, suite) if isinstance(suite, str) else suite
     wanted = list(dict.fromkeys(checkpoints))
-    with store.connect() as con:
+    with store.read() as con:
         got = con.execute(
             "SELECT s.checkpoint, s.row_id, s.sample_idx, s.metric, s.value, s.cache_key, "
             "g.output, g.backend_config FROM eval_scores s "

@@ -53,6 +53,11 @@ def compare_all(suite: str, baseline: str, candidates: list[str]) -> list[dict]:
                        results_stamp(store()))
 
 
+def reset_candidates() -> None:
+    """A new baseline: every other checkpoint becomes a candidate again (the old baseline too)."""
+    st.session_state.pop("cmp_candidates", None)
+
+
 # Task suites first: what the run should improve is what a reviewer opens first.
 suites = sorted(list_suites(store()), key=lambda s: (s["role"] != "task", s["name"]))
 names = run_names(store())
@@ -69,7 +74,7 @@ suite = c1.selectbox("Suite", usable, key="cmp_suite", bind="query-params",
                      help="Only suites with stored outputs of two or more checkpoints.")
 evaluated = ready[suite]
 baseline = c2.selectbox("Baseline", evaluated, key="cmp_baseline", bind="query-params",
-                        format_func=label,
+                        format_func=label, on_change=reset_candidates,
                         help="Differences are candidate − baseline on the same prompts.")
 others = [c for c in evaluated if c != baseline]
 candidates = c3.multiselect("Candidates", others, default=others, key="cmp_candidates",
@@ -217,7 +222,8 @@ if tabs["Categories"].open:
         else:
             shown = cats[cats["metric"] == lead]
             st.altair_chart(alt.Chart(shown).mark_bar().encode(
-                x=alt.X("diff:Q", title=f"candidate − baseline ({lead})"),
+                x=alt.X("diff:Q", title=f"candidate − baseline ({lead})",
+                        axis=alt.Axis(format="+.2f")),
                 y=alt.Y("category:N", title="category"),
                 color=alt.Color("checkpoint:N", sort=None, scale=alt.Scale(range=charts.PALETTE),
                                 legend=alt.Legend(orient="bottom", title="candidate",
