@@ -369,6 +369,10 @@ def compare_stored(store: Store, suite: str, baseline: str, candidates: list[str
         fresh.append((keys[c], comp))
     if fresh:
         with store.transaction() as con:
+            # one entry per pair: results that changed leave their old statistics behind
+            con.executemany("DELETE FROM comparison_cache WHERE suite = ? AND baseline = ? "
+                            "AND candidate = ? AND key <> ?",
+                            [[c.suite, c.baseline, c.candidate, k] for k, c in fresh])
             con.executemany("INSERT INTO comparison_cache (key, suite, baseline, candidate, "
                             "comparison) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
                             [[k, c.suite, c.baseline, c.candidate, json.dumps(c.to_dict())]

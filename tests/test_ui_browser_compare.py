@@ -93,6 +93,7 @@ def test_compare_page_timed_first_render_baseline_change_and_deep_link(compare_w
             no_tracebacks(page)
             after = verdicts(page)
             assert after and after != before
+            assert len(after) == len(before)        # the old baseline became a candidate
             assert all(new_baseline in v for v in after), (new_baseline, after)
             shot(page, "compare-02-baseline-changed")
 

@@ -256,3 +256,27 @@ def test_query_params_select_the_view(page_env):
     assert all("✓" in str(e.proto) or "✗" in str(e.proto) or "score" in str(e.proto)
                for e in diffs)
     assert os.environ["STUDIO_WORKSPACE"]
+
+
+@pytest.mark.slow
+def test_changed_results_are_recomputed_and_replace_their_cached_statistics(evaluated):
+    from evals.compare import compare_stored
+
+    store, (base, a, _) = evaluated
+    first = compare_stored(store, "general", base, [a])[0]
+    where = "suite = 'general' AND checkpoint = ? AND metric = 'exact_match' AND row_id = ?"
+    old = store.query(f"SELECT value FROM eval_scores WHERE {where}", [a, "general-0"])[0]["value"]
+    try:
+        with store.transaction() as con:       # as a re-evaluation with another outcome would
+            con.execute(f"UPDATE eval_scores SET value = ? WHERE {where}",
+                        [1.0 - old, a, "general-0"])
+        second = compare_stored(store, "general", base, [a])[0]
+        em = [m for m in second.metrics if m["metric"] == "exact_match"][0]
+        before = [m for m in first.metrics if m["metric"] == "exact_match"][0]
+        assert em["diff"] == pytest.approx(before["diff"] + (1.0 - 2 * old) / 8)
+        kept = store.query("SELECT key FROM comparison_cache WHERE suite = 'general' AND "
+                           "baseline = ? AND candidate = ?", [base, a])
+        assert len(kept) == 1                       # the stale statistics are gone
+    finally:
+        with store.transaction() as con:
+            con.execute(f"UPDATE eval_scores SET value = ? WHERE {where}", [old, a, "general-0"])

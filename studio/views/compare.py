@@ -53,9 +53,11 @@ def compare_all(suite: str, baseline: str, candidates: list[str]) -> list[dict]:
                        results_stamp(store()))
 
 
-def reset_candidates() -> None:
-    """A new baseline: every other checkpoint becomes a candidate again (the old baseline too)."""
-    st.session_state.pop("cmp_candidates", None)
+def reset_candidates(checkpoints: list[str]) -> None:
+    """A new baseline: every other checkpoint becomes a candidate again (the old baseline too);
+    set explicitly, as the browser would otherwise keep its filtered old selection."""
+    st.session_state["cmp_candidates"] = [c for c in checkpoints
+                                          if c != st.session_state["cmp_baseline"]]
 
 
 # Task suites first: what the run should improve is what a reviewer opens first.
@@ -74,10 +76,13 @@ suite = c1.selectbox("Suite", usable, key="cmp_suite", bind="query-params",
                      help="Only suites with stored outputs of two or more checkpoints.")
 evaluated = ready[suite]
 baseline = c2.selectbox("Baseline", evaluated, key="cmp_baseline", bind="query-params",
-                        format_func=label, on_change=reset_candidates,
+                        format_func=label, on_change=reset_candidates, args=(evaluated,),
                         help="Differences are candidate − baseline on the same prompts.")
 others = [c for c in evaluated if c != baseline]
-candidates = c3.multiselect("Candidates", others, default=others, key="cmp_candidates",
+# All others by default; once chosen (or reset by a new baseline) the session holds the value.
+chosen = "cmp_candidates" in st.session_state
+candidates = c3.multiselect("Candidates", others, default=None if chosen else others,
+                            key="cmp_candidates",
                             bind="query-params", format_func=label)
 if not candidates:
     st.caption("Pick at least one candidate.")
