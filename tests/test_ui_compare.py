@@ -280,3 +280,23 @@ def test_changed_results_are_recomputed_and_replace_their_cached_statistics(eval
     finally:
         with store.transaction() as con:
             con.execute(f"UPDATE eval_scores SET value = ? WHERE {where}", [old, a, "general-0"])
+
+
+def test_outputs_of_different_backends_are_named_in_a_warning():
+    import numpy as np
+
+    from evals.compare import _backend_note
+    from evals.results import StoredResults
+    from evals.suites import Suite
+
+    suite = Suite(name="s", metrics=["exact_match"],
+                  rows=[{"id": "r", "messages": [{"role": "user", "content": "q"}],
+                         "response": "a"}])
+    hf, vllm = {"backend": "hf", "dtype": "float32"}, {"backend": "vllm", "dtype": "float32"}
+    stored = StoredResults(suite, scores={"a": {"exact_match": np.ones(1)},
+                                          "b": {"exact_match": np.zeros(1)}},
+                           backends={"a": hf, "b": vllm})
+    note = _backend_note(stored, "a", "b")
+    assert note and "hf (dtype float32)" in note and "vllm (dtype float32)" in note
+    stored.backends["b"] = dict(hf)
+    assert _backend_note(stored, "a", "b") is None
