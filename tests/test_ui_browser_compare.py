@@ -122,6 +122,10 @@ def test_compare_page_timed_first_render_baseline_change_and_deep_link(compare_w
             selected = other.get_by_role("tab", selected=True).inner_text()
             assert "Examples" in selected
             assert all(new_baseline in v for v in verdicts(other))   # the chosen baseline
+            other.get_by_test_id("stSelectbox").filter(has_text="Baseline").wait_for()
+            if examples.count():
+                other.locator(".tsdiff").first.wait_for()
+            settle(other)
             shot(other, "compare-04-deep-link")
         finally:
             browser.close()
