@@ -114,8 +114,10 @@ def test_compare_page_timed_first_render_baseline_change_and_deep_link(compare_w
             assert query.get("cmp_tab") == ["Examples"], link
             assert "cmp_baseline" in query, link
             other = browser.new_page(viewport={"width": 1400, "height": 900})
+            t0 = time.perf_counter()                 # a second view on the same server
             other.goto(link)
             other.get_by_text(VERDICT).first.wait_for(timeout=120_000)
+            times["second_view_verdict_s"] = time.perf_counter() - t0
             settle(other)
             no_tracebacks(other)
             assert sorted(verdicts(other)) == sorted(after)
