@@ -1,6 +1,16 @@
-"""How long the studio's Datasets and Curate pages take to render on a big dataset.
+"""How long the studio's pages take to render: Datasets and Curate on a big dataset, Compare
+on the demo's workspace.
 
     .venv/bin/python bench/bench_ui_pages.py [N_ROWS]      (default 1,000,000)
+    .venv/bin/python bench/bench_ui_pages.py compare [WORKSPACE]
+
+Compare: on WORKSPACE (default: the full demo's, built once with `studio demo --no-ui` into
+~/.cache/studio-bench/demo, ~3 min, and reused), copied to a temp folder. Every measurement runs
+in a fresh process, as a first page view on a new server does. Baseline in the same run: the
+old page's path, `evals.compare.compare` with a cache-only backend for each candidate
+(re-renders prompts with the tokenizer, re-scores, recomputes the statistics). Then the page
+(AppTest, page logic and every query, no browser) with the statistics not yet cached (cold)
+and cached (warm): first render, and a baseline change.
 
 Imports N synthetic rows into a temp workspace, then renders the pages in-process with
 Streamlit's AppTest (page logic + every DuckDB query, no browser). Baseline in the same run:
@@ -69,5 +79,106 @@ def main(n: int) -> None:
     print(f"jump to page 100 rerun        {t_page:>10.2f} s  ratio {t_base / t_page:5.1f}x")
 
 
+DEMO_CACHE = Path.home() / ".cache" / "studio-bench" / "demo"
+
+
+def demo_workspace() -> Path:
+    """The full demo's workspace, built once (`studio demo --no-ui`) and reused."""
+    import subprocess
+
+    if not (DEMO_CACHE / "studio.duckdb").exists():
+        DEMO_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(REPO / ".venv" / "bin" / "studio"), "demo", "--no-ui",
+                        "--workspace", str(DEMO_CACHE)], check=True)
+    return DEMO_CACHE
+
+
+def compare_child(mode: str, ws: str) -> None:
+    """One measurement in this (fresh) process; prints a JSON line of times in seconds."""
+    os.environ["STUDIO_WORKSPACE"] = ws
+    t_start = time.perf_counter()
+    from curation.store import Store
+    from evals.results import evaluated_by_suite
+    from evals.suites import list_suites
+
+    store = Store(Path(ws))
+    suites = sorted(list_suites(store), key=lambda s: (s["role"] != "task", s["name"]))
+    suite = next(s["name"] for s in suites if len(evaluated_by_suite(store)[s["name"]]) >= 2)
+    ckpts = evaluated_by_suite(store)[suite]
+    out = {"suite": suite, "checkpoints": len(ckpts)}
+    if mode == "old":
+        from evals.backends import CacheOnly
+        from evals.compare import compare
+
+        for c in ckpts[1:]:
+            compare(store, suite, ckpts[0], c, backend=CacheOnly("evaluate first"))
+        out["old_page_path"] = time.perf_counter() - t_start
+        out["old_page_path_cpu"] = time.process_time()
+    else:
+        from streamlit.testing.v1 import AppTest
+
+        if mode == "cold":
+            with store.transaction() as con:
+                con.execute("DELETE FROM comparison_cache")
+        at = AppTest.from_file(str(REPO / "studio" / "views" / "compare.py"),
+                               default_timeout=600)
+        t, _ = timed(at.run)
+        assert not at.exception, at.exception
+        out["first_render"] = time.perf_counter() - t_start
+        out["first_render_cpu"] = time.process_time()
+        out["first_render_script"] = t
+        cpu = time.process_time()
+        out["baseline_change"], _ = timed(
+            lambda: at.selectbox(key="cmp_baseline").set_value(ckpts[1]).run())
+        out["baseline_change_cpu"] = time.process_time() - cpu
+        assert not at.exception, at.exception
+        # a second view on the same server: imports done, the page's own work only
+        import streamlit as st
+
+        st.cache_data.clear()
+        again = AppTest.from_file(str(REPO / "studio" / "views" / "compare.py"),
+                                  default_timeout=600)
+        cpu = time.process_time()
+        out["second_view"], _ = timed(again.run)
+        out["second_view_cpu"] = time.process_time() - cpu
+    print(json.dumps(out))
+
+
+def bench_compare(ws: Path | None) -> None:
+    import shutil
+    import subprocess
+
+    source = ws or demo_workspace()
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "ws"
+        shutil.copytree(source, copy)
+
+        def child(mode: str) -> dict:
+            got = subprocess.run([sys.executable, __file__, "_compare_child", mode, str(copy)],
+                                 check=True, capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})
+            return json.loads(got.stdout.strip().splitlines()[-1])
+
+        old = child("old")
+        cold, warm = child("cold"), child("warm")
+    base, base_cpu = old["old_page_path"], old["old_page_path_cpu"]
+    print(f"workspace {source} (suite {old['suite']}, {old['checkpoints']} checkpoints); "
+          f"wall s / CPU s of this process (CPU is what a loaded machine does not inflate)")
+    print(f"baseline: old page path              {base:>7.2f} s / {base_cpu:6.2f} cpu  "
+          "(compare() per candidate, fresh process)")
+    for name, r in (("stats not cached", cold), ("stats cached", warm)):
+        for what, wall, cpu in (
+                ("first render", r["first_render"], r["first_render_cpu"]),
+                ("baseline change", r["baseline_change"], r["baseline_change_cpu"]),
+                ("second view", r["second_view"], r["second_view_cpu"])):
+            print(f"{what + ', ' + name:<36} {wall:>7.2f} s / {cpu:6.2f} cpu  ratio "
+                  f"baseline/page {base / wall:5.1f}x wall, {base_cpu / cpu:5.1f}x cpu")
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    if sys.argv[1:2] == ["_compare_child"]:
+        compare_child(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["compare"]:
+        bench_compare(Path(sys.argv[2]) if len(sys.argv) > 2 else None)
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)

@@ -411,3 +411,18 @@ def _run_group_kinds(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("INSERT INTO run_group_members (group_id, run_id, seed, params) "
                 "SELECT ablation_id, run_id, seed, json_object('dataset', version_ref) "
                 "FROM ablation_runs")
+
+
+@migration("0078_comparison_cache")
+def _comparison_cache(con: duckdb.DuckDBPyConnection) -> None:
+    # Paired statistics of two checkpoints' stored results, computed once: the key hashes the
+    # suite, both checkpoints, their results' fingerprints and the statistics' settings.
+    con.execute("""
+        CREATE TABLE comparison_cache (
+            key TEXT PRIMARY KEY,
+            suite TEXT NOT NULL,
+            baseline TEXT NOT NULL,
+            candidate TEXT NOT NULL,
+            comparison TEXT NOT NULL,    -- Comparison.to_dict() as JSON (NaN allowed)
+            created_at TIMESTAMP DEFAULT current_timestamp
+        )""")

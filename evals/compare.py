@@ -16,15 +16,20 @@ several comparisons as one family.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from curation.errors import StudioError
 from curation.store import Store
+from evals.backends import describe_identity
 from evals.evaluate import EvalResult, evaluate, groups_of
+from evals.generate import GenerationResult
 from evals.metrics import get_metric
-from evals.stats import adjust_pvalues, grouped_compare, mean_ci, paired_compare
+from evals.results import StoredResults, stored_results
+from evals.stats import adjust_pvalues, format_p, grouped_compare, mean_ci, paired_compare
 
 ALPHA = 0.05
 
@@ -48,11 +53,17 @@ class Comparison:
     backend: dict | None = None     # identity of the backend whose outputs are compared
     adjust: str = "holm"                                         # multiple-comparison method
     claims: list[dict] = field(default_factory=list)             # which differences survive it
+    family_size: int = 0                 # how many tests the adjustment counted (all of them)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
 
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Comparison:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def judge_family(comparisons: list, adjust: str = "holm") -> None:
@@ -81,6 +92,7 @@ def judge_family(comparisons: list, adjust: str = "holm") -> None:
                 f"{adjust}-adjusted p={r['p_adjusted']:.4g}) beyond margin {c.margin}")
     for c in comparisons:
         c.gate_failed = bool(c.gate_reasons)
+        c.family_size = len(rows)
 
 
 def _diff(a: str, b: str) -> str:
@@ -293,3 +305,105 @@ def compare_groups(store: Store, suite: str, baseline: str, candidate: str, marg
     comp.warnings = [f"{r['metric']}: {r['warning']}" for r in comp.metrics if r["warning"]]
     judge_family([comp], adjust)
     return comp
+
+
+# --- from stored results, with the statistics computed once ---------------------------------
+
+STATS_VERSION = 1   # bump when the statistics or the comparison's fields change: cache keys use it
+
+
+def result_from_stored(stored: StoredResults) -> EvalResult:
+    """An EvalResult over stored scores and outputs, for `compare_results` (no model, no DB)."""
+    ckpts = list(stored.scores)
+    identity = next((b for b in stored.backends.values() if b), None)
+    gen = GenerationResult(outputs=stored.outputs, keys={}, identity=identity)
+    return EvalResult(stored.suite, [], gen, scores=stored.scores,
+                      summary={c: {} for c in ckpts})
+
+
+def _cache_key(stored: StoredResults, baseline: str, candidate: str, settings: dict) -> str:
+    blob = json.dumps({"v": STATS_VERSION, "suite": stored.suite.name, "baseline": baseline,
+                       "candidate": candidate, "a": stored.fingerprints[baseline],
+                       "b": stored.fingerprints[candidate], **settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _backend_note(stored: StoredResults, baseline: str, candidate: str) -> str | None:
+    a, b = stored.backends.get(baseline), stored.backends.get(candidate)
+    if a == b:
+        return None
+    return (f"outputs come from different backends: baseline {describe_identity(a)}, candidate "
+            f"{describe_identity(b)}; the difference includes the backends'")
+
+
+def compare_stored(store: Store, suite: str, baseline: str, candidates: list[str],
+                   adjust: str = "holm", n_boot: int = 10_000, seed: int = 0,
+                   limit: int = 50) -> list[Comparison]:
+    """Baseline vs each candidate from stored per-example results, as the Compare page needs.
+
+    The results are read with one query (`evals.results.stored_results`); each pair's
+    statistics are computed once per content fingerprint of both checkpoints' results and kept
+    in `comparison_cache`, so a page view is a read. The p-values of every candidate and
+    directed metric are then adjusted as one family (`judge_family`): the page claims all of
+    them at once. Nothing is generated: a checkpoint without stored results is an error.
+    """
+    stored = stored_results(store, suite, [baseline, *candidates])
+    settings = {"n_boot": n_boot, "seed": seed, "limit": limit}
+    keys = {c: _cache_key(stored, baseline, c, settings) for c in candidates}
+    with store.read() as con:
+        found = dict(con.execute("SELECT key, comparison FROM comparison_cache "
+                                 "WHERE key IN (SELECT unnest(?))",
+                                 [list(keys.values())]).fetchall())
+    comps, fresh = [], []
+    for c in candidates:
+        if keys[c] in found:
+            comps.append(Comparison.from_dict(json.loads(found[keys[c]])))
+            continue
+        comp = compare_results(result_from_stored(stored), baseline, c, n_boot=n_boot,
+                               seed=seed, limit=limit)
+        comp.backend = stored.backends.get(baseline)
+        note = _backend_note(stored, baseline, c)
+        if note:
+            comp.warnings.append(note)
+        comps.append(comp)
+        fresh.append((keys[c], comp))
+    if fresh:
+        with store.transaction() as con:
+            # one entry per pair: results that changed leave their old statistics behind
+            con.executemany("DELETE FROM comparison_cache WHERE suite = ? AND baseline = ? "
+                            "AND candidate = ? AND key <> ?",
+                            [[c.suite, c.baseline, c.candidate, k] for k, c in fresh])
+            con.executemany("INSERT INTO comparison_cache (key, suite, baseline, candidate, "
+                            "comparison) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                            [[k, c.suite, c.baseline, c.candidate, json.dumps(c.to_dict())]
+                             for k, c in fresh])
+    judge_family(comps, adjust)
+    return comps
+
+
+ADJUST_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}
+
+
+def verdict(comp: Comparison | dict, metric: str | None = None, label=str) -> str:
+    """One line that answers "did the candidate win": direction, difference with its 95% CI
+    and whether it survives the multiple-comparison adjustment, e.g. "curated beats raw on
+    exact_match by +0.330 [+0.280, +0.380], significant after Holm adjustment (p < 0.001)"."""
+    c = comp.to_dict() if isinstance(comp, Comparison) else comp
+    rows = [m for m in c["metrics"] if m["higher_is_better"] is not None] or c["metrics"]
+    m = next((r for r in rows if r["metric"] == metric), rows[0])
+    a, b = label(c["baseline"]), label(c["candidate"])
+    sign = -1.0 if m["higher_is_better"] is False else 1.0
+    change = f"by {m['diff']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}]"
+    how = ADJUST_NAMES.get(c.get("adjust"), c.get("adjust"))
+    p = m.get("p_adjusted")
+    if m.get("significant"):
+        word = "beats" if sign * m["diff"] > 0 else "is worse than"
+        after = "" if c.get("adjust") == "none" else f" after {how} adjustment"
+        return (f"{b} {word} {a} on {m['metric']} {change}, significant{after} "
+                f"(adjusted {format_p(p)})")
+    if m["diff"] == 0 and m["ci_low"] == m["ci_high"]:
+        return f"{b} and {a} score the same on {m['metric']} (identical per-example scores)"
+    tail = f"{format_p(p)} after {how} adjustment" if p is not None else \
+        format_p(m.get("p_value"))
+    return (f"no significant difference between {b} and {a} on {m['metric']}: {change}, "
+            f"{tail}")

@@ -8,6 +8,7 @@ and the standard error is cluster-robust (Liang-Zeger CR1).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -136,15 +137,25 @@ def mcnemar_exact(baseline_pass, candidate_pass) -> tuple[float, int, int]:
 
     Returns (p, n_regressed, n_improved) where regressed = baseline pass and candidate fail.
     """
-    from scipy.stats import binomtest
-
     a = np.asarray(baseline_pass, dtype=bool)
     b = np.asarray(candidate_pass, dtype=bool)
     regressed = int(np.sum(a & ~b))
     improved = int(np.sum(~a & b))
     if regressed + improved == 0:
         return 1.0, 0, 0
-    return float(binomtest(improved, regressed + improved, 0.5).pvalue), regressed, improved
+    return binomial_half_two_sided(improved, regressed + improved), regressed, improved
+
+
+def binomial_half_two_sided(k: int, n: int) -> float:
+    """Exact two-sided p of k successes in n fair coin flips (scipy's binomtest(k, n, 0.5)):
+    the distribution is symmetric, so p = 2 * P(X <= min(k, n - k)), capped at 1. Summed in
+    log space (exact for any n); written out because importing scipy.stats takes seconds and
+    the Compare page pays it on its first comparison."""
+    low = min(k, n - k)
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+            for i in range(low + 1)]
+    top = max(logs)
+    return float(min(1.0, 2 * math.exp(top) * math.fsum(math.exp(v - top) for v in logs)))
 
 
 def minimum_detectable_effect(se: float) -> float:
@@ -197,6 +208,20 @@ def small_n_warning(res: PairedResult) -> str | None:
         return (f"n={res.n} cannot reliably detect a difference of {res.diff:+.3f} "
                 f"(MDE {res.mde:.3f}); about n={need} would be needed")
     return None
+
+
+def format_p(p: float | None, name: str = "p") -> str:
+    """A p-value as people write it: "p < 0.001", "p = 0.02", "p = 0.34", "p = 1" (never
+    "0.0000" or 5e-24 written out); the one formatter the CLI and the UI share."""
+    if p is None or not np.isfinite(p):
+        return f"{name} n/a"
+    if p < 0.001:
+        return f"{name} < 0.001"
+    if p < 0.1:                                  # two significant digits: 0.049 stays 0.049
+        return f"{name} = {p:.2g}"
+    if p >= 0.995:
+        return f"{name} = 1"
+    return f"{name} = {p:.2f}"
 
 
 # --- seed groups: two-level (seed x example) bootstrap -------------------------------------

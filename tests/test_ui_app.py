@@ -342,6 +342,8 @@ def test_compare_page_shows_stats_examples_and_forgetting(ui_env, evaluated):
     assert len(at.get("vega_lite_chart")) >= 2
     # examples: each changed example shows both outputs side by side with the diff
     shown = 0
+    at.session_state["cmp_tab"] = "Examples"  # tabs render lazily: open the Examples tab
+    at.run(timeout=120)
     for kind in ("regressions", "improvements"):
         at.radio(key="cmp_kind").set_value(kind).run(timeout=120)
         diffs = [e for e in at.get("html") if "tsdiff" in str(e.proto)]

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from evals.stats import format_p
 from studio.cli.common import cli, emit, get_workspace, json_option
 
 
@@ -48,14 +49,14 @@ def render_result(r: dict) -> str:
         lines.append(f"  {label:<16}{cells}")
     p = r["curated_vs_raw"]
     lines += ["", f"Held-out task suite: curated - raw = {p['diff']:+.3f} "
-              f"95% CI {_ci(p['ci_low'], p['ci_high'], True)}, p = {p['p_value']:.3g} (n={p['n']})"]
+              f"95% CI {_ci(p['ci_low'], p['ci_high'], True)}, {format_p(p['p_value'])} (n={p['n']})"]
     lines.append("Forgetting on the general suite (run - base):")
     for label, f in r["forgetting"].items():
         lines.append(f"  {label:<16} {f['diff']:+.3f} {_ci(f['ci_low'], f['ci_high'], True)}  "
-                     f"p = {f['p_value']:.3g}")
+                     f"{format_p(f['p_value'])}")
     e = r["replay_effect"]
     lines.append(f"Replay: curated+replay - curated on the general suite = {e['diff']:+.3f} "
-                 f"{_ci(e['ci_low'], e['ci_high'], True)}, p = {e['p_value']:.3g}")
+                 f"{_ci(e['ci_low'], e['ci_high'], True)}, {format_p(e['p_value'])}")
     if r.get("attribution"):
         from studio.demo.attribution import attribution_lines
 

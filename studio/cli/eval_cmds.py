@@ -8,6 +8,7 @@ import click
 
 from curation.errors import StudioError
 from evals.backends import BACKENDS, describe_identity
+from evals.stats import format_p
 from studio.cli.common import EXIT_GATE_FAILED, cli, emit, get_store, json_option, table
 
 backend_option = click.option("--backend", type=click.Choice(BACKENDS),
@@ -160,11 +161,11 @@ def _render_comparison(c: dict) -> str:
     lines = [f"suite {c['suite']}: {c['candidate']} vs {c['baseline']} (n={c['n']}); "
              f"outputs of {describe_identity(c.get('backend'))}"]
     for m in c["metrics"]:
-        mc = f", McNemar p={m['p_mcnemar']:.4g} (-{m['n_regressed']}/+{m['n_improved']})" \
+        mc = f", McNemar {format_p(m['p_mcnemar'])} (-{m['n_regressed']}/+{m['n_improved']})" \
             if m["p_mcnemar"] is not None else ""
         lines.append(f"  {m['metric']}: {m['baseline']['mean']:.4f} -> {m['candidate']['mean']:.4f}"
                      f"  diff {m['diff']:+.4f} [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]"
-                     f"  p={m['p_bootstrap']:.4g}{mc}{'  REGRESSED' if m['regressed'] else ''}")
+                     f"  {format_p(m['p_bootstrap'])}{mc}{'  REGRESSED' if m['regressed'] else ''}")
     lines += [f"  warning: {w}" for w in c["warnings"]]
     lines += _render_claims(c)
     lines.append(f"  regressions: {len(c['regressions'])}, improvements: {len(c['improvements'])}")
@@ -248,7 +249,7 @@ def _render_group_comparison(c: dict) -> str:
         lines.append(
             f"  {m['metric']}: {m['baseline']:.4f} -> {m['candidate']:.4f}  diff {m['diff']:+.4f} "
             f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}] over seeds and examples  "
-            f"p={m['p_value']:.4g}{'  REGRESSED' if m['regressed'] else ''}")
+            f"{format_p(m['p_value'])}{'  REGRESSED' if m['regressed'] else ''}")
         lines.append("    per seed: " + ", ".join(f"seed {p['seed']} {p['diff']:+.4f}"
                                                      for p in m["per_seed"])
                      + f"  (seed sd: baseline {m['seed_sd_baseline']:.4f}, candidate "
@@ -270,8 +271,8 @@ def _render_claims(c: dict) -> list[str]:
     lines = [f"  claims ({how} adjustment over {len(c['claims'])} tests): {len(kept)} survive"]
     for k in c["claims"]:
         verdict = f"B {k['direction']}" if k["survives"] else "no claim"
-        lines.append(f"    {k['metric']}: {verdict} (p={k['p_value']:.4g}, "
-                     f"adjusted {k['p_adjusted']:.4g})")
+        lines.append(f"    {k['metric']}: {verdict} ({format_p(k['p_value'])}, "
+                     f"adjusted {format_p(k['p_adjusted'])})")
     return lines
 
 

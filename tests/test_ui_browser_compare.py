@@ -1,0 +1,142 @@
+"""The Compare page in a real headless Chromium: timed first render and baseline change, the
+selection as a link that reproduces the view, a screenshot per tab.
+
+The workspace is prepared through library calls: the tiny model and two perturbed LoRA adapters
+evaluated for real (HF backend) on a task suite with categories and a general suite. Set
+STUDIO_COMPARE_WS to a workspace with stored results (e.g. `studio demo --no-ui --workspace
+DIR`: 4 checkpoints x 400 prompts) to time the page on it instead. Times are printed and saved
+to test-artifacts/compare-timing.json; speed goals are checked by bench/bench_ui_pages.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tests.helpers.browser import CHROMIUM_ARGS, REPO, no_tracebacks, settle, shot, studio_ui
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+VERDICT = re.compile(r"(beats|is worse than|no significant difference|score the same)")
+
+
+@pytest.fixture
+def compare_ws(tmp_path, tiny_model) -> Path:
+    given = os.environ.get("STUDIO_COMPARE_WS")
+    if given:
+        return Path(given)
+    from curation.store import Store
+    from evals.evaluate import evaluate
+    from evals.suites import Suite, save_suite
+    from tests.helpers.fixtures import make_lora_adapter
+    from training import synthetic
+
+    store = Store(tmp_path / "ws")
+    ckpts = [f"base:{tiny_model}"] + [
+        str(make_lora_adapter(tiny_model, tmp_path / f"adapter{i}", seed=3 + i, scale=scale))
+        for i, scale in enumerate((0.2, 0.5))]
+    for name, role, families in (("task", "task", ["reverse", "capitals"]),
+                                 ("general", "general", ["count_letters"])):
+        rows = [{**r, "id": f"{name}-{i}"}
+                for i, r in enumerate(synthetic.generate(families, 8, seed=5))]
+        save_suite(store, Suite(name=name, role=role, metrics=["exact_match", "token_f1"],
+                                sampling={"max_new_tokens": 8}, rows=rows))
+        evaluate(store, name, ckpts, backend="hf")
+    return store.workspace.root
+
+
+def verdicts(page) -> list[str]:
+    return [t for t in page.locator("[data-testid=stAlert]").all_inner_texts() if VERDICT.search(t)]
+
+
+def test_compare_page_timed_first_render_baseline_change_and_deep_link(compare_ws, tmp_path,
+                                                                       chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    times: dict[str, float] = {}
+    with studio_ui(compare_ws, tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(120_000)
+        try:
+            # A fresh server: the first view pays the page's imports and the statistics.
+            t0 = time.perf_counter()
+            page.goto(url + "compare")
+            page.get_by_text(VERDICT).first.wait_for()
+            times["first_verdict_s"] = time.perf_counter() - t0
+            page.locator(".vega-embed").first.wait_for()
+            settle(page)
+            times["first_render_s"] = time.perf_counter() - t0
+            no_tracebacks(page)
+            before = verdicts(page)
+            assert before, page.content()[:2000]
+            shot(page, "compare-01-summary")
+
+            # Change the baseline: the verdicts now compare against the new one.
+            page.get_by_test_id("stSelectbox").filter(has_text="Baseline").click()
+            options = page.get_by_role("option")
+            new_baseline = options.nth(1).inner_text().strip()
+            t0 = time.perf_counter()
+            options.nth(1).click()
+            page.wait_for_function(
+                "(old) => { const a = [...document.querySelectorAll('[data-testid=stAlert]')]"
+                ".map(e => e.innerText).join('|'); return a.length && a !== old; }",
+                arg="|".join(before))
+            settle(page)
+            times["baseline_change_s"] = time.perf_counter() - t0
+            no_tracebacks(page)
+            after = verdicts(page)
+            assert after and after != before
+            assert len(after) == len(before)        # the old baseline became a candidate
+            assert all(new_baseline in v for v in after), (new_baseline, after)
+            shot(page, "compare-02-baseline-changed")
+
+            # Each tab renders (lazily, when opened) and is part of the link.
+            for tab in ("Forgetting", "Categories", "Examples"):
+                page.get_by_role("tab", name=tab).click()
+                settle(page)
+                no_tracebacks(page)
+                shot(page, f"compare-03-{tab.lower()}")
+            examples = page.locator(".tsdiff")
+            if examples.count():
+                text = examples.first.inner_text()
+                assert ("✓" in text or "✗" in text or "score" in text), text
+
+            # The link reproduces the view in a new page: baseline, candidates and tab.
+            link = page.url
+            query = parse_qs(urlparse(link).query)
+            assert query.get("cmp_tab") == ["Examples"], link
+            assert "cmp_baseline" in query, link
+            other = browser.new_page(viewport={"width": 1400, "height": 900})
+            t0 = time.perf_counter()                 # a second view on the same server
+            other.goto(link)
+            other.get_by_text(VERDICT).first.wait_for(timeout=120_000)
+            times["second_view_verdict_s"] = time.perf_counter() - t0
+            settle(other)
+            no_tracebacks(other)
+            assert sorted(verdicts(other)) == sorted(after)
+            selected = other.get_by_role("tab", selected=True).inner_text()
+            assert "Examples" in selected
+            assert all(new_baseline in v for v in verdicts(other))   # the chosen baseline
+            other.get_by_test_id("stSelectbox").filter(has_text="Baseline").wait_for()
+            if examples.count():
+                other.locator(".tsdiff").first.wait_for()
+            settle(other)
+            shot(other, "compare-04-deep-link")
+        finally:
+            browser.close()
+    out = REPO / "test-artifacts" / "compare-timing.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    record = {**{k: round(v, 2) for k, v in times.items()}, "workspace": str(compare_ws),
+              "cpu": cpu, "cores": os.cpu_count()}
+    out.write_text(json.dumps(record, indent=2))
+    print("compare page timings:", record)
