@@ -84,6 +84,11 @@ def check_picker(tmp_path: Path) -> None:
     assert at.sidebar.metric[0].value == "1"
     other = tmp_path / "other-ws"
     at.sidebar.text_input[0].input(str(other))
+    at.sidebar.button[0].click().run()  # a folder that does not exist: refused, not created
+    assert not at.exception
+    assert "does not exist" in at.sidebar.error[0].value and not other.exists()
+    assert at.sidebar.metric[0].value == "1"  # still the old workspace
+    at.sidebar.checkbox(key="workspace_create").check()
     at.sidebar.button[0].click().run()
     assert not at.exception
     assert (other / "studio.duckdb").exists()
