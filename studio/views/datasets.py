@@ -47,6 +47,7 @@ tab_browse, tab_import, tab_stats = st.tabs([":material/search: Browse", ":mater
 
 def import_tab() -> None:
     source = st.radio("Source", ["Upload a file", "Path or Hugging Face name"], horizontal=True,
+                      key="import_source",
                       help="JSONL, JSON, CSV, Parquet, a `save_to_disk` folder or a hub name.")
     path = None
     if source == "Upload a file":
