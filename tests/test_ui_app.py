@@ -369,7 +369,9 @@ def test_scores_filter_sliders_count_live_and_save_version(ui_env, tmp_path):
 
     import_file(ui_env, write_jsonl(tmp_path / "a.jsonl", ALPACA), "alpaca")
     scored = score(ui_env, "alpaca")  # heuristic scores, a new version
-    at = page("curate").run()
+    at = page("curate")
+    at.session_state["curate_tab"] = ":material/tune: Scores & filters"  # tabs run lazily
+    at.run()
     assert at.selectbox(key="curate_version").value == scored["ref"].split("@")[1]
     kept = {m.label: m.value for m in at.metric}["Rows kept"]
     assert kept == "30 of 30"

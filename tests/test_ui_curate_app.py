@@ -20,6 +20,9 @@ PAGES = REPO / "studio" / "views"
 ROWS = [{"instruction": f"Say word {i}", "output": f"word {i} " * (i % 4 + 1),
          "category": "odd" if i % 2 else "even"} for i in range(20)]
 ROWS += [dict(ROWS[3]), dict(ROWS[3])]  # one cluster of three exact duplicates
+TABS = [":material/content_copy: Dedup", ":material/tune: Scores & filters",
+        ":material/call_split: Split & suite", ":material/account_tree: Versions",
+        ":material/policy: Decontamination"]
 
 
 @pytest.fixture
@@ -73,10 +76,17 @@ def test_deep_link_opens_the_dataset_and_version_and_the_url_follows_the_pickers
     assert not bad.exception and bad.selectbox(key="curate_version").value == "v3"
 
 
+def curate_tab(tab: str) -> AppTest:
+    """The Curate page with one of its (lazily run) tabs open."""
+    at = page("curate")
+    at.session_state["curate_tab"] = next(t for t in TABS if t.endswith(tab))
+    return at.run()
+
+
 def test_split_selects_the_new_version_and_a_suite_is_made_from_its_held_out_rows(words):
     from evals.suites import load_suite
 
-    at = page("curate").run()
+    at = curate_tab("Split & suite")
     assert at.selectbox(key="curate_version").value == "v1"
     at.slider(key="split_share").set_value(0.25).run()
     next(b for b in at.button if b.label == "Save split as new version").click().run()
@@ -97,7 +107,7 @@ def test_split_selects_the_new_version_and_a_suite_is_made_from_its_held_out_row
 
 
 def test_suite_from_a_version_without_held_out_rows_says_what_to_do(words):
-    at = page("curate").run()
+    at = curate_tab("Split & suite")
     next(b for b in at.button if b.label == "Create suite").click().run()
     assert not at.exception
     assert any("held-out split is empty" in e for e in texts(at, "error"))

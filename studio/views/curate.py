@@ -112,8 +112,9 @@ def dedup_tab() -> None:
     if c.button("Run dedup", type="primary", icon=":material/play_arrow:",
                 disabled=background.any_running("Dedup", SCOPE)):
         kwargs = {} if method == "exact" else {"threshold": threshold}
-        background.start(f"Dedup ({method}) of {ref}", SCOPE, dedup, store(), ref, method=method, **kwargs)
-        st.rerun()
+        # no rerun: the panel below, drawn in this run, polls the task
+        background.start(f"Dedup ({method}) of {ref}", SCOPE, dedup, store(), ref, method=method,
+                         **kwargs)
     st.caption("Dedup never deletes: it saves a new version where each cluster keeps one row "
                "and flags the rest.")
     task_panel("Dedup")
@@ -182,8 +183,7 @@ def scores_tab() -> None:
                 disabled=background.any_running("Scoring", SCOPE)):
         kwargs = {} if scorer == "heuristic" else {"model": model}
         background.start(f"Scoring ({scorer}) of {ref}", SCOPE, score, store(), ref,
-                         scorer=scorer, **kwargs)
-        st.rerun()
+                         scorer=scorer, **kwargs)  # the panel below polls it
     st.caption("Scoring saves a new version carrying the scores; filters on any later "
                "version can use them.")
     task_panel("Scoring")
@@ -315,17 +315,13 @@ def split_tab() -> None:
                            icon=":material/check_circle:")
 
 
-t1, t2, t3, t4, t5 = st.tabs([":material/content_copy: Dedup", ":material/tune: Scores & filters",
-                              ":material/call_split: Split & suite",
-                              ":material/account_tree: Versions",
-                              ":material/policy: Decontamination"])
-with t1:
-    dedup_tab()
-with t2:
-    scores_tab()
-with t3:
-    split_tab()
-with t4:
-    versions_tab()
-with t5:
-    decontam_tab()
+# Lazy tabs: only the open tab runs, so a rerun (a click, a finished step) stays short.
+TABS = {":material/content_copy: Dedup": dedup_tab, ":material/tune: Scores & filters": scores_tab,
+        ":material/call_split: Split & suite": split_tab,
+        ":material/account_tree: Versions": versions_tab,
+        ":material/policy: Decontamination": decontam_tab}
+for tab, draw in zip(st.tabs(list(TABS), key="curate_tab", on_change="rerun"), TABS.values(),
+                     strict=True):
+    if tab.open is not False:  # None: an old session state without tracking; draw all
+        with tab:
+            draw()

@@ -179,7 +179,8 @@ def exclude_rows(ref: str, rows: list[dict]) -> None:
 
 def export_version(ref: str) -> None:
     """Download the version (duplicates left out) as JSONL, Parquet or a zipped HF folder."""
-    with st.expander(f"Export {ref}", icon=":material/download:"):
+    with st.container(border=True):
+        st.markdown(f":material/download: **Export** {literal(ref)}")
         a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
         fmt = a.radio("Format", EXPORT_FORMATS, format_func=EXPORT_LABELS.get, horizontal=True,
                       key="export_format")
