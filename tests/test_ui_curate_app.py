@@ -215,3 +215,13 @@ def test_no_command_line_words_in_the_web_ui():
     for path in [*PAGES.glob("*.py"), *(REPO / "studio" / "ui").glob("*.py")]:
         hits = [m.group(0) for m in flag.finditer(path.read_text())]
         assert not hits, f"{path.name}: {hits}"
+
+
+def test_only_the_open_curate_tab_runs(words):
+    """Lazy tabs keep a rerun short: the hidden tabs' reads (counts, sliders) are skipped."""
+    at = curate_tab("Dedup")
+    assert not at.exception
+    assert "Rows kept" not in [m.label for m in at.metric]
+    at = curate_tab("Scores & filters")
+    assert not at.exception
+    assert "Rows kept" in [m.label for m in at.metric]
