@@ -4,7 +4,8 @@ This file is the router and frame: page config, the sidebar status bar and the n
 Each page lives in `studio/views/` and only lays out widgets over library calls. (Not `pages/`:
 Streamlit treats a `pages/` folder beside the entry script as a v1 multipage app and then runs
 the pages *instead of* this file, losing the frame and the navigation.) Open a page
-directly with `/?page=compare` (what `studio demo` does) or its own path (`/compare`).
+directly with `/?page=compare` (what `studio demo` does) or its own path (`/compare`); `/`
+opens `/datasets`. Datasets and Curate keep `?dataset=X&version=vN` in the URL.
 """
 
 from __future__ import annotations
@@ -28,16 +29,23 @@ PAGES = [
 st.set_page_config(page_title="Tuning Studio", page_icon=":material/tune:", layout="wide",
                    initial_sidebar_state="expanded")
 
-# The first page is the default and lives at "/" (a default page has no path of its own).
-pages = {stem: st.Page(PAGES_DIR / f"{stem}.py", title=title, icon=icon, url_path=stem,
-                       default=(i == 0))
-         for i, (stem, title, icon) in enumerate(PAGES)}
+# Every listed page has its own path (`/datasets` too); "/" is a hidden page that opens the
+# first one, keeping the query (a default page would have no path of its own).
+pages = {stem: st.Page(PAGES_DIR / f"{stem}.py", title=title, icon=icon, url_path=stem)
+         for stem, title, icon in PAGES}
 
-current = st.navigation(list(pages.values()), position="top")
+
+def home() -> None:
+    """What "/" shows: the first page, at its own path."""
+    st.switch_page(next(iter(pages.values())), query_params=st.query_params.to_dict())
+
+
+current = st.navigation([st.Page(home, title="Home", url_path="home", default=True,
+                                 visibility="hidden"), *pages.values()], position="top")
 wanted = str(st.query_params.get("page", "")).lower()
 if wanted:  # `/?page=compare`: what `studio demo` and `studio ui --page` open
     del st.query_params["page"]
     if wanted in pages and pages[wanted] is not current:
-        st.switch_page(pages[wanted])
+        st.switch_page(pages[wanted], query_params=st.query_params.to_dict())
 sidebar()
 current.run()

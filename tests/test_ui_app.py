@@ -84,6 +84,11 @@ def check_picker(tmp_path: Path) -> None:
     assert at.sidebar.metric[0].value == "1"
     other = tmp_path / "other-ws"
     at.sidebar.text_input[0].input(str(other))
+    at.sidebar.button[0].click().run()  # a folder that does not exist: refused, not created
+    assert not at.exception
+    assert "does not exist" in at.sidebar.error[0].value and not other.exists()
+    assert at.sidebar.metric[0].value == "1"  # still the old workspace
+    at.sidebar.checkbox(key="workspace_create").check()
     at.sidebar.button[0].click().run()
     assert not at.exception
     assert (other / "studio.duckdb").exists()
@@ -366,7 +371,9 @@ def test_scores_filter_sliders_count_live_and_save_version(ui_env, tmp_path):
 
     import_file(ui_env, write_jsonl(tmp_path / "a.jsonl", ALPACA), "alpaca")
     scored = score(ui_env, "alpaca")  # heuristic scores, a new version
-    at = page("curate").run()
+    at = page("curate")
+    at.session_state["curate_tab"] = ":material/tune: Scores & filters"  # tabs run lazily
+    at.run()
     assert at.selectbox(key="curate_version").value == scored["ref"].split("@")[1]
     kept = {m.label: m.value for m in at.metric}["Rows kept"]
     assert kept == "30 of 30"

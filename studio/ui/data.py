@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from curation.datasets import list_datasets, list_versions
+from curation.export import export
 from curation.store import Store
+
+# export format -> (file suffix, MIME type) of what the browser downloads
+DOWNLOADS = {"jsonl": (".jsonl", "application/jsonl"),
+             "parquet": (".parquet", "application/vnd.apache.parquet"),
+             "hf": (".zip", "application/zip")}
 
 
 def dataset_overview(s: Store) -> list[dict]:
@@ -41,6 +49,31 @@ def save_upload(workspace_root: Path, name: str, data: bytes) -> Path:
 def default_dataset_name(path: str) -> str:
     stem = Path(path.rstrip("/")).name.split(".")[0] or "dataset"
     return UPLOAD_NAME.sub("-", stem).strip("-").lower() or "dataset"
+
+
+def free_dataset_name(name: str, taken: list[str]) -> str:
+    """`name` if no dataset has it, else the first free `name-2`, `name-3`, ..."""
+    if name not in taken:
+        return name
+    k = 2
+    while f"{name}-{k}" in taken:
+        k += 1
+    return f"{name}-{k}"
+
+
+def export_download(s: Store, ref: str, format: str, split: str | None = None) -> bytes:
+    """The version exported by `curation.export` as the bytes of one file to download; an HF
+    (`datasets`) folder comes zipped. Written in a temporary folder that is removed after."""
+    with tempfile.TemporaryDirectory(prefix="studio-export-") as tmp:
+        target = Path(tmp) / ("dataset" if format == "hf" else f"dataset{DOWNLOADS[format][0]}")
+        export(s, ref, target, format=format, split=split)
+        if format == "hf":
+            target = Path(shutil.make_archive(str(target), "zip", root_dir=target))
+        return target.read_bytes()
+
+
+def download_name(ref: str, format: str) -> str:
+    return UPLOAD_NAME.sub("-", ref.replace("@", "-")) + DOWNLOADS[format][0]
 
 
 def messages_of(row: dict) -> list[dict]:

@@ -28,11 +28,18 @@ def workspace_path() -> Path:
     return resolve_workspace_path(chosen or os.environ.get("STUDIO_WORKSPACE"))
 
 
-def set_workspace(path: str) -> None:
-    """Switch this browser session to another workspace folder (created if missing)."""
+def set_workspace(path: str, create: bool = False) -> None:
+    """Switch this browser session to another workspace folder. A folder that does not exist
+    is refused unless `create` (a typo must not silently make an empty workspace)."""
     if not path.strip():
         raise StudioError("workspace path is empty")
-    st.session_state[WORKSPACE_KEY] = str(resolve_workspace_path(path.strip()))
+    target = resolve_workspace_path(path.strip())
+    if target.exists() and not target.is_dir():
+        raise StudioError(f"workspace {target} is a file, not a folder")
+    if not target.exists() and not create:
+        raise StudioError(f"workspace folder {target} does not exist; tick "
+                          "\"Create it\" to start a new workspace there")
+    st.session_state[WORKSPACE_KEY] = str(target)
 
 
 def store() -> Store:

@@ -45,10 +45,12 @@ def sidebar() -> None:
             path = st.text_input("Workspace folder", value=str(workspace_path()),
                                  label_visibility="collapsed",
                                  help="Folder holding studio.duckdb and runs/. Type another path "
-                                      "and press Switch; it is created when missing.")
+                                      "and press Switch.")
+            create = st.checkbox("Create it if missing", key="workspace_create",
+                                 help="Without it, a folder that does not exist is refused.")
             if st.form_submit_button("Switch workspace", width="stretch"):
                 try:
-                    set_workspace(path)  # the status and the page below use it already
+                    set_workspace(path, create=create)  # the status and the page below use it
                 except StudioError as exc:
                     st.error(literal(exc))
         try:

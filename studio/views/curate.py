@@ -14,12 +14,18 @@ from curation.dedup import DEDUP_METHODS, clusters, dedup, save_keepers
 from curation.filters import Condition
 from curation.overview import score_ranges
 from curation.scoring import SCORERS, score
+from curation.split import split
+from evals.metrics import REGISTRY
+from evals.suites import ROLES, list_suites, suite_from_dataset
+from evals.types import SamplingConfig
 from studio.ui import background
-from studio.ui.data import dataset_overview, versions_of
+from studio.ui.data import dataset_overview, free_dataset_name, versions_of
 from studio.ui.session import call, store, workspace_path
 from studio.ui.text import literal
-from studio.ui.widgets import header, version_picker
+from studio.ui.widgets import flash, header, linked_ref_pickers, select_version
 from training.listing import base_model_choices
+
+POLL_S = 0.5  # a finished task shows its result within this (plus one fragment run)
 
 header("Curate", "Remove duplicates, score rows, filter by thresholds and save the result as a "
        "new immutable version. Long work runs in the background; the page stays usable.")
@@ -40,19 +46,25 @@ for task in background.tasks("", SCOPE):
         seen.add(task.id)
         made = task.result.get("ref") if isinstance(task.result, dict) else None
         if task.state == "completed" and made and "@" in made:
-            st.session_state["curate_dataset"], st.session_state["curate_version"] = \
-                made.split("@", 1)
+            select_version("curate_version", made, dataset_key="curate_dataset")
 c1, c2, _ = st.columns([2, 1, 3])
-dataset = c1.selectbox("Dataset", names, key="curate_dataset")
-with c2:
-    version = version_picker(dataset, key="curate_version")
+dataset, version = linked_ref_pickers(names, "curate_dataset", "curate_version", (c1, c2))
 ref = f"{dataset}@{version}" if version else dataset
+flash("curate_version")
+
+
+def saved(out: dict, message: str) -> None:
+    """A step made version out["ref"]: select it, say so once, redraw the page."""
+    select_version("curate_version", out["ref"], message, dataset_key="curate_dataset")
+    st.rerun()
 
 
 def task_panel(prefix: str) -> None:
-    """Progress of this page's background tasks; polls every second only while one runs."""
+    """Progress of this page's background tasks; polls only while one runs. The finished
+    task's result shows on the fragment's next tick (within POLL_S); then the whole page
+    reruns once to select the version it made."""
 
-    @st.fragment(run_every="1s" if background.any_running(prefix, SCOPE) else None)
+    @st.fragment(run_every=POLL_S if background.any_running(prefix, SCOPE) else None)
     def panel() -> None:
         for task in background.tasks(prefix, SCOPE)[:3]:
             with st.container(border=True):
@@ -100,8 +112,9 @@ def dedup_tab() -> None:
     if c.button("Run dedup", type="primary", icon=":material/play_arrow:",
                 disabled=background.any_running("Dedup", SCOPE)):
         kwargs = {} if method == "exact" else {"threshold": threshold}
-        background.start(f"Dedup ({method}) of {ref}", SCOPE, dedup, store(), ref, method=method, **kwargs)
-        st.rerun()
+        # no rerun: the panel below, drawn in this run, polls the task
+        background.start(f"Dedup ({method}) of {ref}", SCOPE, dedup, store(), ref, method=method,
+                         **kwargs)
     st.caption("Dedup never deletes: it saves a new version where each cluster keeps one row "
                "and flags the rest.")
     task_panel("Dedup")
@@ -153,7 +166,7 @@ def clusters_review() -> None:
         ok, res = call("Saving keepers", save_keepers, store(), ref, dict(overrides))
         if ok:
             overrides.clear()
-            st.success(f"Saved {literal(res['ref'])}.", icon=":material/check_circle:")
+            saved(res, f"Saved {literal(res['ref'])}.")
 
 
 def scores_tab() -> None:
@@ -170,8 +183,7 @@ def scores_tab() -> None:
                 disabled=background.any_running("Scoring", SCOPE)):
         kwargs = {} if scorer == "heuristic" else {"model": model}
         background.start(f"Scoring ({scorer}) of {ref}", SCOPE, score, store(), ref,
-                         scorer=scorer, **kwargs)
-        st.rerun()
+                         scorer=scorer, **kwargs)  # the panel below polls it
     st.caption("Scoring saves a new version carrying the scores; filters on any later "
                "version can use them.")
     task_panel("Scoring")
@@ -206,8 +218,8 @@ def threshold_filter() -> None:
                                       disabled=not conds or (ok and ok_all and kept == total)):
         ok, out = call("Saving", filter_version, store(), ref, conds)
         if ok:
-            st.success(f"Saved {literal(out['ref'])} with {out['n_rows']:,} rows "
-                       f"({out['n_removed']:,} removed).", icon=":material/check_circle:")
+            saved(out, f"Saved {literal(out['ref'])} with {out['n_rows']:,} rows "
+                       f"({out['n_removed']:,} removed).")
 
 
 def versions_tab() -> None:
@@ -255,20 +267,61 @@ def decontam_tab() -> None:
     if c.button("Decontaminate", icon=":material/policy:", type="primary"):
         ok, out = call("Decontamination", decontaminate, store(), ref, against, ngram=int(ngram))
         if ok:
-            st.success(f"Saved {literal(out['ref'])}: {out['n_flagged']:,} of {out['n_checked']:,} "
-                       f"training rows overlapped {out['n_eval']:,} held-out rows of "
-                       f"{literal(against)}.", icon=":material/check_circle:")
-            if out.get("flagged_ids"):
-                st.text("Removed (first 20): " + ", ".join(map(str, out["flagged_ids"])))
+            removed = ", ".join(map(str, out.get("flagged_ids") or []))
+            saved(out, f"Saved {literal(out['ref'])}: {out['n_flagged']:,} of "
+                       f"{out['n_checked']:,} training rows overlapped {out['n_eval']:,} "
+                       f"held-out rows of {literal(against)}."
+                       + (f" Removed (first 20): {literal(removed)}" if removed else ""))
 
 
-t1, t2, t3, t4 = st.tabs([":material/content_copy: Dedup", ":material/tune: Scores & filters",
-                          ":material/account_tree: Versions", ":material/policy: Decontamination"])
-with t1:
-    dedup_tab()
-with t2:
-    scores_tab()
-with t3:
-    versions_tab()
-with t4:
-    decontam_tab()
+def split_tab() -> None:
+    """Hold out part of the version for evaluation, then freeze that part as an eval suite."""
+    st.caption("A split marks a share of the unique rows as held out: training uses the rest, "
+               "and an eval suite made from the held-out rows measures what training changed.")
+    a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
+    held_out = a.slider("Held-out share", 0.05, 0.5, 0.1, 0.05, key="split_share")
+    seed = b.number_input("Seed", 0, 10_000, 0, key="split_seed",
+                          help="Which rows are held out; the same seed picks the same rows.")
+    if c.button("Save split as new version", icon=":material/call_split:", type="primary"):
+        ok, out = call("Split", split, store(), ref, held_out, seed=int(seed))
+        if ok:
+            saved(out, f"Saved {literal(out['ref'])}: {out['n_train']:,} train rows, "
+                       f"{out['n_heldout']:,} held out.")
+    st.subheader("Eval suite from the held-out rows")
+    taken = [s["name"] for s in list_suites(store())]
+    with st.form("suite_form", border=False):
+        a, b = st.columns([2, 1])
+        name = a.text_input("Suite name", value=free_dataset_name(f"{dataset}-heldout", taken),
+                            help="The suite is a frozen copy of this version's held-out rows.")
+        role = b.selectbox("Role", ROLES, key="suite_role",
+                           help="task: what training should improve · general: what it "
+                                "must not forget.")
+        a, b = st.columns([2, 1])
+        metrics = a.multiselect("Metrics", sorted(n for n, m in REGISTRY.items()
+                                                  if not m.needs_arg),
+                                default=["exact_match", "token_f1"], key="suite_metrics")
+        max_new = b.number_input("Max new tokens", 1, 4096, 64, key="suite_max_new_tokens")
+        if st.form_submit_button("Create suite", icon=":material/fact_check:", type="primary"):
+            if name.strip() in taken:
+                st.error(f"A suite named {literal(name.strip())} already exists: choose "
+                         f"another name.", icon=":material/error:")
+                return
+            ok, suite = call("Creating the suite", suite_from_dataset, store(), name.strip(), ref,
+                             role=role, metrics=metrics or ["exact_match"],
+                             sampling=SamplingConfig(max_new_tokens=int(max_new)))
+            if ok:
+                st.success(f"Created suite {literal(suite.name)} with {len(suite.rows):,} rows "
+                           f"from {literal(ref)}; evaluate checkpoints on it on the Evaluate page.",
+                           icon=":material/check_circle:")
+
+
+# Lazy tabs: only the open tab runs, so a rerun (a click, a finished step) stays short.
+TABS = {":material/content_copy: Dedup": dedup_tab, ":material/tune: Scores & filters": scores_tab,
+        ":material/call_split: Split & suite": split_tab,
+        ":material/account_tree: Versions": versions_tab,
+        ":material/policy: Decontamination": decontam_tab}
+for tab, draw in zip(st.tabs(list(TABS), key="curate_tab", on_change="rerun"), TABS.values(),
+                     strict=True):
+    if tab.open is not False:  # None: an old session state without tracking; draw all
+        with tab:
+            draw()
