@@ -33,6 +33,7 @@ from studio.cli.common import (
 def _register_commands() -> None:
     # Each module attaches its commands to `cli` on import.
     import studio.cli.ablation_cmds  # noqa: F401
+    import studio.cli.experiment_cmds  # noqa: F401
     import studio.cli.lineage_cmds  # noqa: F401
     import studio.cli.model_cmds  # noqa: F401
     from studio.cli import curation_cmds, demo_cmds, eval_cmds, training_cmds, ui_cmds  # noqa: F401
