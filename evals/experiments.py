@@ -108,11 +108,13 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 
 def table(rows: list[dict]) -> list[dict]:
-    """Flat rows for a table: key columns then one column per 'suite/metric' (None if absent)."""
+    """Flat rows for a table: who and on what data, one column per 'suite/metric' (None if
+    absent), then state and the key config."""
     names = metric_names(rows)
-    keep = ("run_id", "name", "group", "dataset", *KEY_CONFIG, "state", "step",
-            "evaluated_checkpoint")
-    return [{**{k: r[k] for k in keep}, **{m: r["metrics"].get(m) for m in names}} for r in rows]
+    head = ("run_id", "name", "group", "dataset")
+    tail = ("state", "step", *KEY_CONFIG, "evaluated_checkpoint")
+    return [{**{k: r[k] for k in head}, **{m: r["metrics"].get(m) for m in names},
+             **{k: r[k] for k in tail}} for r in rows]
 
 
 def sort_by_metric(rows: list[dict], metric: str, descending: bool = True) -> list[dict]:
