@@ -52,12 +52,16 @@ def lab(tmp_path, tiny_model, monkeypatch):
 
 
 def test_playground_experiments_and_lineage_pages(lab, chromium_path):
+    journey(lab["url"], lab["store"], lab["runs"], lab["cfg"], chromium_path)
+
+
+def journey(url: str, store, runs: list[str], cfg, chromium_path: str) -> None:
     from playwright.sync_api import sync_playwright
 
     from training import jobs
     from training.launcher import launch_group
 
-    url, store, (a, b) = lab["url"], lab["store"], lab["runs"]
+    a, b = runs
     ckpt = f"{a}/step-4"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
@@ -98,8 +102,10 @@ def test_playground_experiments_and_lineage_pages(lab, chromium_path):
             diff = page.get_by_test_id("stTable").inner_text()
             assert "seed" in diff and "grp-seed0" in diff and "grp-seed1" in diff
             assert "learning_rate" not in diff      # only what differs
-            page.get_by_text("eval_loss", exact=True).wait_for()
-            assert page.locator(".vega-embed").count() >= 2   # loss and eval_loss
+            page.get_by_text("eval_loss", exact=True).first.wait_for()
+            page.get_by_text("eval_loss", exact=True).first.scroll_into_view_if_needed()
+            page.wait_for_function(  # loss and eval_loss, one line per run
+                "() => document.querySelectorAll('.vega-embed').length >= 2", timeout=30_000)
             link = page.get_by_role("link", name="Evaluate this checkpoint")
             assert f"checkpoint={b}%2Fstep-4" in link.get_attribute("href")
             shot(page, "pages-02-experiments")
@@ -107,7 +113,7 @@ def test_playground_experiments_and_lineage_pages(lab, chromium_path):
 
             # Cancel the rest of a group: a long second group, one running and one queued
             long_group, long_runs = launch_group(
-                store, dataclasses.replace(lab["cfg"], name="long", max_steps=2000,
+                store, dataclasses.replace(cfg, name="long", max_steps=2000,
                                            save_steps=2000, eval_steps=2000), [0, 1])
             page.goto(url + "experiments")
             settle(page)
