@@ -24,6 +24,9 @@ PAGES = [
     ("train", "Train", ":material/model_training:"),
     ("evaluate", "Evaluate", ":material/fact_check:"),
     ("compare", "Compare", ":material/compare_arrows:"),
+    ("experiments", "Experiments", ":material/science:"),
+    ("playground", "Playground", ":material/chat:"),
+    ("lineage", "Lineage", ":material/account_tree:"),
 ]
 
 st.set_page_config(page_title="Tuning Studio", page_icon=":material/tune:", layout="wide",

@@ -68,6 +68,7 @@ CURATION: list[tuple[str, Args]] = [
     ("suites add", lambda c: ["s", "--file", c["suite_file"], "--max-new-tokens", "4"]),
     ("suites", lambda c: []),
     ("runs", lambda c: []),
+    ("experiments", lambda c: []),
     ("ui", lambda c: ["--dry-run"]),
 ]
 
@@ -88,6 +89,7 @@ MODEL: list[tuple[str, Args]] = [
     ("run logs", lambda c: [c["train"]["run_id"]]),
     ("run merge", lambda c: [c["train"]["run_id"], "--out", c["tmp"] + "/merged"]),
     ("lineage", lambda c: ["--checkpoint", c["ckpt"]]),
+    ("chat", lambda c: [c["ckpt"], "hi", "--with-base", "--max-new-tokens", "4"]),
     ("eval", lambda c: ["--suite", "s", "--checkpoint", c["base"], "--checkpoint", c["ckpt"]]),
     ("eval", lambda c: ["--suite", "s", "--checkpoint", c["ckpt"], "--detach", "--dtype",
                         "bfloat16"]),

@@ -33,6 +33,7 @@ from studio.cli.common import (
 def _register_commands() -> None:
     # Each module attaches its commands to `cli` on import.
     import studio.cli.ablation_cmds  # noqa: F401
+    import studio.cli.experiment_cmds  # noqa: F401
     import studio.cli.lineage_cmds  # noqa: F401
     import studio.cli.model_cmds  # noqa: F401
     import studio.cli.sweep_cmds  # noqa: F401
