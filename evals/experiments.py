@@ -31,16 +31,13 @@ def _config(value) -> dict:
 
 
 def _groups(store) -> dict[str, dict]:
-    """run_id -> {group_id, group, group_kind}: seed groups and sweeps, then ablations."""
-    out: dict[str, dict] = {}
-    for r in store.query("SELECT m.run_id, g.id, g.name FROM run_group_members m "
-                         "JOIN run_groups g ON g.id = m.group_id ORDER BY g.created_at"):
-        out[r["run_id"]] = {"group_id": r["id"], "group": r["name"] or r["id"],
-                            "group_kind": "group"}
-    for r in store.query("SELECT run_id, ablation_id FROM ablation_runs"):
-        out.setdefault(r["run_id"], {"group_id": r["ablation_id"], "group": r["ablation_id"],
-                                     "group_kind": "ablation"})
-    return out
+    """run_id -> {group_id, group, group_kind}: its latest group (a seed group, a sweep or an
+    ablation: `training.groups` records all three)."""
+    from training.groups import run_groups_by_run
+
+    return {run_id: {"group_id": g[-1]["group_id"], "group": g[-1]["group"],
+                     "group_kind": g[-1]["kind"] or "seeds"}
+            for run_id, g in run_groups_by_run(store).items()}
 
 
 def _metrics(store, run_ids: list[str]) -> dict[str, dict]:
@@ -177,14 +174,9 @@ def group_members(store, group_id: str) -> list[dict]:
 def cancel_rest(store, group_id: str) -> list[str]:
     """Cancel every queued or running run of a group (the rest of a sweep or seed group);
     finished runs stay. Returns the cancelled run ids; StudioError when none was left."""
-    active = [r["run_id"] for r in group_members(store, group_id) if r["state"] in ACTIVE_STATES]
-    if not active:
+    from training.groups import cancel_group
+
+    cancelled = [c["run_id"] for c in cancel_group(store, group_id)]
+    if not cancelled:
         raise StudioError(f"group {group_id!r}: no queued or running run left to cancel")
-    cancelled = []
-    for run_id in active:
-        try:
-            jobs.cancel(store, run_id)
-        except StudioError:  # it finished between the listing and the cancel
-            continue
-        cancelled.append(run_id)
     return cancelled
