@@ -80,21 +80,27 @@ def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -
     return Claim(token, dataset, version, new_dataset)
 
 
-def write_staged(store, claim: Claim, target: str | list[str], data,
+def write_staged(store, claim: Claim, target: str | list, data,
                  params: list | None = None) -> int:
-    """Append `data` (a pyarrow Table, a Parquet file or a glob of them) in chunks, each in its
-    own short transaction; returns the number of rows. Chunks are sized from the time the
-    previous one took, so each holds the store about `TARGET_HOLD_S` whatever the machine.
+    """Append `data` (a pyarrow Table or RecordBatchReader, a Parquet file or a glob of them)
+    in chunks, each in its own short transaction; returns the number of rows. Chunks are sized
+    from the time the previous one took, so each holds the store about `TARGET_HOLD_S` whatever
+    the machine.
 
     `target` is a table name (columns matched by name) or a list of SQL statements that read
-    the chunk as `_chunk` (with `params` for each). Between chunks other processes get in."""
+    the chunk as `_chunk`, each run with `params` (or given as `(sql, its_params)`). Between
+    chunks other processes get in; the next chunk is read (a reader may compute it) only
+    while this writer holds the store alone."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
     statements = ([f"INSERT INTO {_ident(target)} BY NAME SELECT * FROM _chunk"]
                   if isinstance(target, str) else list(target))
+    statements = [s if isinstance(s, tuple) else (s, params or []) for s in statements]
     if isinstance(data, pa.Table):
         batches = data.to_batches(max_chunksize=MIN_ROWS)
+    elif isinstance(data, pa.RecordBatchReader):
+        batches = data
     else:
         files = sorted(Path(data).parent.glob(Path(data).name)) if "*" in str(data) else [data]
         batches = pads.dataset([str(f) for f in files], format="parquet").to_batches(
@@ -110,8 +116,8 @@ def write_staged(store, claim: Claim, target: str | list[str], data,
                 try:
                     _check_claim(con, claim)
                     con.register("_chunk", chunk)
-                    for sql in statements:
-                        con.execute(sql, params or [])
+                    for sql, args in statements:
+                        con.execute(sql, args)
                     con.unregister("_chunk")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -120,9 +126,11 @@ def write_staged(store, claim: Claim, target: str | list[str], data,
                 n += chunk.num_rows
                 waiting = store.others_waiting()
                 size = _next_size(size, chunk.num_rows, time.monotonic() - t0, waiting)
-                chunk = chunks(size)
                 if waiting:
                     break
+                chunk = chunks(size)
+        if waiting:
+            chunk = chunks(size)
     return n
 
 
