@@ -37,8 +37,9 @@ from curation.errors import StudioError
 from curation.processes import pid_alive, process_start
 
 CHUNK_ROWS = 20_000    # rows per chunked read (scoring's copy of the text)
-TARGET_HOLD_S = 0.2   # chunked writes size their chunks to hold the store about this long
-MIN_ROWS, MAX_ROWS = 2_000, 200_000
+TARGET_HOLD_S = 0.1   # chunked writes size their chunks to hold the store about this long
+ALONE_HOLD_S = 0.5    # ... or this long while nobody else is queued
+MIN_ROWS, MAX_ROWS = 1_000, 200_000
 STAGING_DIR = "staging"
 
 
@@ -106,10 +107,11 @@ def write_staged(store, claim: Claim, target: str | list, data,
         batches = pads.dataset([str(f) for f in files], format="parquet").to_batches(
             batch_size=MIN_ROWS)
     chunks = _chunks(batches)
-    n, size = 0, 5_000
+    n, size = 0, MIN_ROWS
     chunk = chunks(size)
     while chunk is not None:
         with store.connect() as con:  # keeps the file while nobody else waits
+            held = time.monotonic()
             while chunk is not None:
                 t0 = time.monotonic()
                 con.execute("BEGIN TRANSACTION")
@@ -125,17 +127,19 @@ def write_staged(store, claim: Claim, target: str | list, data,
                 con.execute("COMMIT")
                 n += chunk.num_rows
                 waiting = store.others_waiting()
-                size = _next_size(size, chunk.num_rows, time.monotonic() - t0, waiting)
                 if waiting:
                     break
+                size = _next_size(size, chunk.num_rows, time.monotonic() - t0, waiting)
                 chunk = chunks(size)
-        if waiting:
+        if chunk is not None:  # others waited: size the next turn by this one's whole hold
+            size = _next_size(size, chunk.num_rows, time.monotonic() - held, waiting)
             chunk = chunks(size)
     return n
 
 
 def _chunks(batches):
-    """A function giving the next `size` rows of `batches` as one Arrow table (None at the end)."""
+    """A function giving the next `size` rows of `batches` as one Arrow table (None at the
+    end); a batch bigger than what is asked for is split."""
     import pyarrow as pa
 
     it = iter(batches)
@@ -152,18 +156,20 @@ def _chunks(batches):
         if not state["rows"]:
             return None
         table = pa.Table.from_batches(state["pending"])
-        state["pending"], state["rows"] = [], 0
-        return table
+        rest = table.slice(size)
+        state["pending"] = rest.to_batches() if rest.num_rows else []
+        state["rows"] = rest.num_rows
+        return table.slice(0, size)
 
     return take
 
 
 def _next_size(size: int, rows: int, seconds: float, waiting: bool) -> int:
-    """Alone, chunks grow (fewer statements, as fast as one big insert); with others queued,
-    a chunk is sized to hold the store about TARGET_HOLD_S."""
-    if not waiting:
-        return min(MAX_ROWS, size * 2)
-    wanted = rows * TARGET_HOLD_S / max(seconds, 1e-3)
+    """Each chunk is sized from the last one's time: to hold the store about TARGET_HOLD_S
+    when others are queued, ALONE_HOLD_S when nobody is (fewer, bigger statements; a reader
+    arriving meanwhile waits at most about that long)."""
+    target = TARGET_HOLD_S if waiting else ALONE_HOLD_S
+    wanted = rows * target / max(seconds, 1e-3)
     return int(min(MAX_ROWS, max(MIN_ROWS, min(wanted, size * 2))))
 
 
@@ -174,7 +180,7 @@ def copy_version_rows(store, claim: Claim, parent: str) -> int:
                              "AND version = ?", [claim.dataset, parent]).fetchone()
     if lo is None:
         return 0
-    n, start, size = 0, lo, 5_000
+    n, start, size = 0, lo, MIN_ROWS
     while start <= hi:
         with store.connect() as con:  # keeps the file while nobody else waits
             while start <= hi:
