@@ -89,10 +89,11 @@ def legacy_import(store: Store, path: Path, name: str) -> None:
         importer._normalize(con, fmt, used)
         importer._first_error(con, source, kind)
         changes, info = importer._changes(con, fmt, used)
-        importer._final_rows(con, name, source, info["split_from_source"]).create_view("_chunk")
+        every_row = importer._final_rows(con, name, info["split_from_source"])(10**12)
+        con.register("_chunk", every_row)
         for sql, args in importer._write_chunk(name, source):
             con.execute(sql, args)
-        n = con.execute("SELECT count(*) FROM _chunk").fetchone()[0]
+        n = every_row.num_rows
         con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
                     [name, source, fmt, json.dumps(used)])
         con.execute("INSERT INTO versions (dataset, version, parent, operation, params, n_rows) "

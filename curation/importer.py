@@ -66,31 +66,43 @@ def _normalize(con: duckdb.DuckDBPyConnection, fmt: str, mapping: dict[str, str]
                 f"AS content_hash FROM ({sql})", params)
 
 
-def _final_rows(con: duckdb.DuckDBPyConnection, name: str, source: str,
-                split_from_source: bool) -> duckdb.DuckDBPyRelation:
-    """The rows as they will be stored, in source order, with their v1 split and `seq`
-    (1..n, the position that becomes the store's row key). Ids: the source's own when present
-    and unique; else from the content hash (+ the occurrence number for exact duplicates), so
-    re-importing the same data gives the same ids. Window functions run only over the
-    (usually few) duplicated rows."""
+def _final_rows(con: duckdb.DuckDBPyConnection, name: str,
+                split_from_source: bool) -> Callable[[int], object]:
+    """A function giving the next `size` source lines of rows as they will be stored (an Arrow
+    table in source order, with the v1 split; None at the end). Chunks are line ranges, so no
+    sort of the whole import is needed. Ids: the source's own when present and unique; else
+    from the content hash (+ the occurrence number for exact duplicates), so re-importing the
+    same data gives the same ids. Window functions run only over the (usually few) duplicated
+    rows."""
     con.execute("CREATE TEMP TABLE _occ AS SELECT line, row_number() OVER "
                 "(PARTITION BY content_hash ORDER BY line) AS k FROM _norm WHERE content_hash IN "
                 "(SELECT content_hash FROM _norm GROUP BY 1 HAVING count(*) > 1)")
     split = "coalesce(src_split, 'train')" if split_from_source else "'train'"
-    return con.sql(f"""
-        SELECT md5({_quote(name)} || chr(31) || id || chr(31) || content_hash) AS uid, id,
+    sql = f"""
+        SELECT md5(? || chr(31) || id || chr(31) || content_hash) AS uid, id,
                messages, system, instruction, response, n_turns, line AS source_line,
                content_hash, tags, category, length(instruction) AS inst_chars,
                length(response) AS resp_chars,
                CASE WHEN tools IS NOT NULL THEN json_object('tools', tools) END AS metadata,
-               {split} AS split, row_number() OVER (ORDER BY line) AS seq
+               {split} AS split
         FROM (
           SELECT n.*, CASE
               WHEN src_id IS NOT NULL AND src_id NOT IN (SELECT src_id FROM _dup_src) THEN src_id
               WHEN coalesce(o.k, 1) = 1 THEN substr(content_hash, 1, 16)
               ELSE substr(md5(content_hash || ':' || o.k), 1, 16) END AS id
-          FROM _norm n LEFT JOIN _occ o USING (line))
-        ORDER BY line""")
+          FROM _norm n LEFT JOIN _occ o USING (line) WHERE n.line >= ? AND n.line < ?)
+        ORDER BY source_line"""
+    first, last = con.execute("SELECT min(line), max(line) FROM _norm").fetchall()[0]
+    state = {"next": first if first is not None else 1}
+
+    def take(size: int):
+        start = state["next"]
+        if last is None or start > last:
+            return None
+        state["next"] = start + size
+        return con.sql(sql, params=[name, start, start + size]).to_arrow_table()
+
+    return take
 
 
 def _quote(text: str) -> str:
@@ -103,17 +115,17 @@ def _write_chunk(name: str, source: str) -> list[tuple[str, list]]:
     and stay in source order within each), then the rows and their v1 entries, in order."""
     return [
         ("SET VARIABLE studio_rid0 = (SELECT coalesce(max(rid), 0) FROM rows) "
-         "- (SELECT min(seq) FROM _chunk) + 1", []),
+         "- (SELECT min(source_line) FROM _chunk) + 1", []),
         ("""INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
                              source_file, source_line, content_hash, tags, category, rid,
                              inst_chars, resp_chars, metadata)
             SELECT uid, ?, id, messages, system, instruction, response, n_turns, ?, source_line,
-                   content_hash, tags, category, getvariable('studio_rid0') + seq, inst_chars,
+                   content_hash, tags, category, getvariable('studio_rid0') + source_line, inst_chars,
                    resp_chars, metadata
-            FROM _chunk ORDER BY seq""", [name, source]),
+            FROM _chunk ORDER BY source_line""", [name, source]),
         ("""INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, rid)
-            SELECT ?, 'v1', uid, split, NULL, false, getvariable('studio_rid0') + seq
-            FROM _chunk ORDER BY seq""", [name]),
+            SELECT ?, 'v1', uid, split, NULL, false, getvariable('studio_rid0') + source_line
+            FROM _chunk ORDER BY source_line""", [name]),
     ]
 
 
@@ -261,9 +273,8 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
                                   + "; ".join(describe_changes(changes, {}, UNIT[kind])))
             if progress:
                 progress(1, 3)
-            rows = _final_rows(con, name, source, info["split_from_source"])
             n = store.write_staged(claim, _write_chunk(name, source),
-                                   rows.to_arrow_reader(50_000))
+                                   _final_rows(con, name, info["split_from_source"]))
         if progress:
             progress(2, 3)
         params = {"source": source, "format": fmt, "mapping": used, "changes": changes,

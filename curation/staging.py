@@ -83,7 +83,8 @@ def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -
 
 def write_staged(store, claim: Claim, target: str | list, data,
                  params: list | None = None) -> int:
-    """Append `data` (a pyarrow Table or RecordBatchReader, a Parquet file or a glob of them)
+    """Append `data` (a pyarrow Table or RecordBatchReader, a Parquet file or a glob of them,
+    or a function giving the next chunk of about the size asked as a Table, None at the end)
     in chunks, each in its own short transaction; returns the number of rows. Chunks are sized
     from the time the previous one took, so each holds the store about `TARGET_HOLD_S` whatever
     the machine.
@@ -98,15 +99,18 @@ def write_staged(store, claim: Claim, target: str | list, data,
     statements = ([f"INSERT INTO {_ident(target)} BY NAME SELECT * FROM _chunk"]
                   if isinstance(target, str) else list(target))
     statements = [s if isinstance(s, tuple) else (s, params or []) for s in statements]
-    if isinstance(data, pa.Table):
-        batches = data.to_batches(max_chunksize=MIN_ROWS)
-    elif isinstance(data, pa.RecordBatchReader):
-        batches = data
+    if callable(data):
+        chunks = data
     else:
-        files = sorted(Path(data).parent.glob(Path(data).name)) if "*" in str(data) else [data]
-        batches = pads.dataset([str(f) for f in files], format="parquet").to_batches(
-            batch_size=MIN_ROWS)
-    chunks = _chunks(batches)
+        if isinstance(data, pa.Table):
+            batches = data.to_batches(max_chunksize=MIN_ROWS)
+        elif isinstance(data, pa.RecordBatchReader):
+            batches = data
+        else:
+            files = sorted(Path(data).parent.glob(Path(data).name)) if "*" in str(data) else [data]
+            batches = pads.dataset([str(f) for f in files], format="parquet").to_batches(
+                batch_size=MIN_ROWS)
+        chunks = _chunks(batches)
     n, size = 0, MIN_ROWS
     chunk = chunks(size)
     while chunk is not None:
