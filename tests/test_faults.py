@@ -401,11 +401,14 @@ def test_full_disk_during_import_leaves_the_workspace_usable(tmp_path):
         assert "Traceback" not in line
         _answers(ws)
         assert snapshot(store) == before
-        # The failed import's chunks were deleted and checkpointed: the file gives their
-        # blocks back (DuckDB truncates free blocks at its end), up to a few blocks of slack.
+        # The failed import's chunks were deleted and checkpointed: DuckDB drops their full
+        # row groups and truncates the file's free tail; a row group shared with the rows
+        # already there keeps its deleted rows' blocks (measured: 0 to 1.8 MB here, varying
+        # with where the disk ran out). The one-transaction import grew the file by all the
+        # free space (~6 MB), so that the next write failed too.
         grown = (ws / "studio.duckdb").stat().st_size - size
         print(f"file size before {size}, grown by {grown} bytes")
-        assert grown <= 4 * 2**18, grown
+        assert grown <= 3 * 2**20, grown
         filler.unlink()
         studio(ws, "import", str(write_rows(tmp_path / "m.jsonl", 2_000)), "--name", "m",
                check=True)
