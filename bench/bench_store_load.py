@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -222,15 +223,26 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
     store = Store(Workspace.open(ws), lock_timeout_s=300)
     import_file(store, src, "base")  # the dataset to score (setup, not measured)
     run_id, trainer = (None, "none") if mode == "floor" else start_training(store)
+    try:
+        return _measure(mode, src, tmp, ws, trainer)
+    finally:  # also when the bench is stopped: no training job left behind
+        if run_id:
+            from training import jobs
+
+            with contextlib.suppress(Exception):
+                jobs.cancel(store, run_id, grace_s=5)
+
+
+def _measure(mode: str, src: Path, tmp: Path, ws: Path, trainer: str) -> dict:
     time.sleep(0.0 if mode == "floor" else 3.0)  # let the job start
     ctx = mp.get_context("spawn")
     stop = tmp / f"stop-{mode}"
-    readers_ = [ctx.Process(target=reader, args=(str(ws), mode, str(stop), str(tmp / f"r{mode}{i}")))
+    readers_ = [ctx.Process(target=reader, args=(str(ws), mode, str(stop), str(tmp / f"r{mode}{i}")), daemon=True)
                 for i in range(N_READERS)]
     for p in readers_:
         p.start()
     time.sleep(1.0)
-    writers = [ctx.Process(target=writer, args=(str(ws), mode, w, str(src), str(tmp / f"w{mode}{w}")))
+    writers = [ctx.Process(target=writer, args=(str(ws), mode, w, str(src), str(tmp / f"w{mode}{w}")), daemon=True)
                for w in ("import", "score") if mode != "floor"]
     t0 = time.perf_counter()
     for p in writers:
@@ -243,11 +255,6 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
     stop.write_text("stop")
     for p in readers_:
         p.join(timeout=600)
-    if run_id:
-        from training import jobs
-
-        with contextlib.suppress(Exception):
-            jobs.cancel(store, run_id, grace_s=5)
     waits, failures = [], []
     for i in range(N_READERS):
         got = json.loads((tmp / f"r{mode}{i}").read_text())
@@ -271,6 +278,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--modes", default="old,new,floor")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups on `timeout`
     os.environ.setdefault("STUDIO_TORCH_THREADS", "1")
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-load-"))
     try:
