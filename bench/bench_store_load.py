@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -79,38 +80,26 @@ class LegacyStore(Store):
 
 
 def legacy_import(store: Store, path: Path, name: str) -> None:
-    """The previous import_file: read, normalize and insert inside one transaction."""
+    """The previous import_file: read, normalize and insert inside one transaction (the same
+    SQL as today's import, which runs it off the store and writes in chunks)."""
     kind = readers.source_kind(path)
     source = str(path.resolve())
     with store.transaction() as con:
         readers.stage(con, path, kind)
-        fmt, used = importer._detect(con, None, None)
-        importer._normalize(con, source, kind, fmt, used)
+        fmt, used = importer._detect(con, source, kind, None, None)
+        importer._normalize(con, fmt, used)
         importer._first_error(con, source, kind)
-        con.execute("CREATE TEMP TABLE _dup_src AS SELECT src_id FROM _norm WHERE src_id IS NOT "
-                    "NULL GROUP BY src_id HAVING count(*) > 1")
-        con.execute("CREATE TEMP TABLE _occ AS SELECT line, row_number() OVER (PARTITION BY "
-                    "content_hash ORDER BY line) AS k FROM _norm WHERE content_hash IN "
-                    "(SELECT content_hash FROM _norm GROUP BY 1 HAVING count(*) > 1)")
-        con.execute("""
-            INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
-                              source_file, source_line, content_hash, tags, category, rid,
-                              inst_chars, resp_chars)
-            SELECT md5(? || chr(31) || id || chr(31) || content_hash), ?, id, messages, system,
-                   instruction, response, n_turns, ?, line, content_hash, tags, category,
-                   (SELECT coalesce(max(rid), 0) FROM rows) + line,
-                   length(instruction), length(response)
-            FROM (SELECT n.*, CASE
-                  WHEN src_id IS NOT NULL AND src_id NOT IN (SELECT src_id FROM _dup_src) THEN src_id
-                  WHEN coalesce(o.k, 1) = 1 THEN substr(content_hash, 1, 16)
-                  ELSE substr(md5(content_hash || ':' || o.k), 1, 16) END AS id
-              FROM _norm n LEFT JOIN _occ o USING (line))""", [name, name, source])
+        changes, info = importer._changes(con, fmt, used)
+        every_row = importer._final_rows(con, name, info["split_from_source"])(10**12)
+        con.register("_chunk", every_row)
+        for sql, args in importer._write_chunk(name, source):
+            con.execute(sql, args)
+        n = every_row.num_rows
         con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
                     [name, source, fmt, json.dumps(used)])
-        V.create_version(con, name, None, "import", {"source": source},
-                         "SELECT uid, 'train' AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
-                         "false AS is_dup FROM rows WHERE dataset = ? ORDER BY source_line",
-                         [name], name="v1")
+        con.execute("INSERT INTO versions (dataset, version, parent, operation, params, n_rows) "
+                    "VALUES (?, 'v1', NULL, 'import', ?, ?)",
+                    [name, json.dumps({"source": source, "changes": changes}), n])
 
 
 def legacy_score(store: Store, ref: str) -> None:
@@ -158,15 +147,39 @@ def reader(ws: str, mode: str, stop_file: str, out_file: str) -> None:
     Path(out_file).write_text(json.dumps({"waits": waits, "failures": failures}))
 
 
+def _timing_holds(store: Store, holds: list[float]) -> None:
+    """Record how long each outermost connect() of `store` holds the file (open to closed)."""
+    connect = store.connect
+    depth = [0]
+
+    @contextlib.contextmanager
+    def timed(*args, **kwargs):
+        depth[0] += 1
+        t0 = None
+        try:
+            with connect(*args, **kwargs) as con:
+                t0 = time.perf_counter()
+                yield con
+        finally:
+            depth[0] -= 1
+            if t0 is not None and depth[0] == 0:
+                holds.append(time.perf_counter() - t0)
+
+    store.connect = timed
+
+
 def writer(ws: str, mode: str, what: str, src: str, out_file: str) -> None:
     store = _store(ws, mode)
+    holds: list[float] = []
+    _timing_holds(store, holds)
     t0 = time.perf_counter()
     if what == "import":
         (legacy_import if mode == "old" else lambda s, p, n: import_file(s, p, n))(
             store, Path(src), "incoming")
     else:
         (legacy_score if mode == "old" else lambda s, r: score(s, r))(store, "base")
-    Path(out_file).write_text(json.dumps({"seconds": time.perf_counter() - t0}))
+    Path(out_file).write_text(json.dumps({"seconds": time.perf_counter() - t0,
+                                          "holds": holds}))
 
 
 def generate(path: Path, n: int) -> None:
@@ -210,15 +223,26 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
     store = Store(Workspace.open(ws), lock_timeout_s=300)
     import_file(store, src, "base")  # the dataset to score (setup, not measured)
     run_id, trainer = (None, "none") if mode == "floor" else start_training(store)
+    try:
+        return _measure(mode, src, tmp, ws, trainer)
+    finally:  # also when the bench is stopped: no training job left behind
+        if run_id:
+            from training import jobs
+
+            with contextlib.suppress(Exception):
+                jobs.cancel(store, run_id, grace_s=5)
+
+
+def _measure(mode: str, src: Path, tmp: Path, ws: Path, trainer: str) -> dict:
     time.sleep(0.0 if mode == "floor" else 3.0)  # let the job start
     ctx = mp.get_context("spawn")
     stop = tmp / f"stop-{mode}"
-    readers_ = [ctx.Process(target=reader, args=(str(ws), mode, str(stop), str(tmp / f"r{mode}{i}")))
+    readers_ = [ctx.Process(target=reader, args=(str(ws), mode, str(stop), str(tmp / f"r{mode}{i}")), daemon=True)
                 for i in range(N_READERS)]
     for p in readers_:
         p.start()
     time.sleep(1.0)
-    writers = [ctx.Process(target=writer, args=(str(ws), mode, w, str(src), str(tmp / f"w{mode}{w}")))
+    writers = [ctx.Process(target=writer, args=(str(ws), mode, w, str(src), str(tmp / f"w{mode}{w}")), daemon=True)
                for w in ("import", "score") if mode != "floor"]
     t0 = time.perf_counter()
     for p in writers:
@@ -231,22 +255,21 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
     stop.write_text("stop")
     for p in readers_:
         p.join(timeout=600)
-    if run_id:
-        from training import jobs
-
-        with contextlib.suppress(Exception):
-            jobs.cancel(store, run_id, grace_s=5)
     waits, failures = [], []
     for i in range(N_READERS):
         got = json.loads((tmp / f"r{mode}{i}").read_text())
         waits += got["waits"]
         failures += got["failures"]
-    writes = {w: json.loads((tmp / f"w{mode}{w}").read_text())["seconds"]
-              for w in ("import", "score") if (tmp / f"w{mode}{w}").exists()}
+    written = {w: json.loads((tmp / f"w{mode}{w}").read_text())
+               for w in ("import", "score") if (tmp / f"w{mode}{w}").exists()}
+    writes = {w: got["seconds"] for w, got in written.items()}
+    holds = sorted(h for got in written.values() for h in got["holds"])
     q = statistics.quantiles(waits, n=100) if len(waits) > 1 else [0.0] * 99
     return {"mode": mode, "reads": len(waits), "failures": len(failures),
             "failure_examples": failures[:3], "p50": q[49], "p95": q[94], "p99": q[98],
             "max": max(waits, default=0.0), "elapsed_s": elapsed, "writes_s": writes,
+            "holds": len(holds), "hold_p95": holds[int(0.95 * (len(holds) - 1))] if holds else 0.0,
+            "hold_max": holds[-1] if holds else 0.0,
             "load": trainer}
 
 
@@ -255,6 +278,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--modes", default="old,new,floor")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups on `timeout`
     os.environ.setdefault("STUDIO_TORCH_THREADS", "1")
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-load-"))
     try:
@@ -269,11 +293,12 @@ def main() -> None:
           f"{args.rows:,} rows imported and {args.rows:,} scored at once, {N_READERS} reader "
           f"processes, load: {results[0]['load']}")
     print(f"{'mode':<5} {'reads':>6} {'fail':>5} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} "
-          f"{'max s':>7} {'import s':>9} {'score s':>8}")
+          f"{'max s':>7} {'import s':>9} {'score s':>8} {'holds':>6} {'hold p95':>9} {'hold max':>9}")
     for r in results:
         print(f"{r['mode']:<5} {r['reads']:>6} {r['failures']:>5} {r['p50']:>7.3f} {r['p95']:>7.3f} "
               f"{r['p99']:>7.3f} {r['max']:>7.2f} {r['writes_s'].get('import', float('nan')):>9.1f} "
-              f"{r['writes_s'].get('score', float('nan')):>8.1f}")
+              f"{r['writes_s'].get('score', float('nan')):>8.1f} {r['holds']:>6} "
+              f"{r['hold_p95']:>9.3f} {r['hold_max']:>9.3f}")
         for example in r["failure_examples"]:
             print(f"      failure: {example}")
     by = {r["mode"]: r for r in results}

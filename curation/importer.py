@@ -1,15 +1,17 @@
 """Import a file or HF dataset as a new dataset (version `v1`), atomically and streamed.
 
-Steps, all inside one transaction so a bad file changes nothing: stage the source with DuckDB
-(`readers.stage`), detect the format from its keys (`formats.detect_format`), normalize with SQL
-(`formats.normalize_sql`), stop at the first invalid record (naming file, line and field; on
-that path, say which records look like which format when the file mixes them), count what
-normalization changed (`changes`: values coerced to text, repeated source ids replaced, fields
-dropped, conversations that start with the assistant; `strict=True` refuses them), then insert
-rows, the dataset and its first version (its split from a `split` column such as `studio
-export` writes). Everything runs in SQL over the staged records, no per-row Python. `preview`
-does the same on the first records in a throwaway in-memory database, so the UI can show the
-detected format before committing.
+Steps: stage the source with DuckDB (`readers.stage`), detect the format from its keys
+(`formats.detect_format`), normalize with SQL (`formats.normalize_sql`), stop at the first
+invalid record (naming file, line and field; on that path, say which records look like which
+format when the file mixes them), count what normalization changed (`changes`: values coerced
+to text, repeated source ids replaced, fields dropped, conversations that start with the
+assistant; `strict=True` refuses them), build the final rows (ids, uids, hashes, the v1 split
+from a `split` column such as `studio export` writes). All of that runs in SQL on a private
+in-memory DuckDB, no per-row Python and no store lock held. The rows then go into the store
+in short chunks under a claim (`curation.staging`: readers get in between chunks), invisible
+until one short transaction inserts the `datasets` and `versions` rows; a failed or killed
+import leaves only unreferenced rows, deleted at once or by the next sweep. `preview` does the
+same on the first records, so the UI can show the detected format before committing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import duckdb
 from curation import formats, readers
 from curation.errors import StudioError
 from curation.store import Store
-from curation.versions import check_name, create_version
+from curation.versions import check_name
 
 Progress = Callable[[int, int], None]
 
@@ -64,28 +66,67 @@ def _normalize(con: duckdb.DuckDBPyConnection, fmt: str, mapping: dict[str, str]
                 f"AS content_hash FROM ({sql})", params)
 
 
-def _insert_rows(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
-    """Ids: the source's own when present and unique; else from the content hash (+ the
-    occurrence number for exact duplicates), so re-importing the same data gives the same ids.
-    Window functions run only over the (usually few) duplicated rows."""
+def _final_rows(con: duckdb.DuckDBPyConnection, name: str,
+                split_from_source: bool) -> Callable[[int], object]:
+    """A function giving the next `size` source lines of rows as they will be stored (an Arrow
+    table in source order, with the v1 split; None at the end). Chunks are line ranges, so no
+    sort of the whole import is needed. Ids: the source's own when present and unique; else
+    from the content hash (+ the occurrence number for exact duplicates), so re-importing the
+    same data gives the same ids. Window functions run only over the (usually few) duplicated
+    rows."""
     con.execute("CREATE TEMP TABLE _occ AS SELECT line, row_number() OVER "
                 "(PARTITION BY content_hash ORDER BY line) AS k FROM _norm WHERE content_hash IN "
                 "(SELECT content_hash FROM _norm GROUP BY 1 HAVING count(*) > 1)")
-    con.execute("""
-        INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
-                          source_file, source_line, content_hash, tags, category, rid,
-                          inst_chars, resp_chars, metadata)
-        SELECT md5(? || chr(31) || id || chr(31) || content_hash), ?, id, messages, system,
-               instruction, response, n_turns, ?, line, content_hash, tags, category,
-               (SELECT coalesce(max(rid), 0) FROM rows) + line,  -- unique, in source order
-               length(instruction), length(response),
-               CASE WHEN tools IS NOT NULL THEN json_object('tools', tools) END
+    split = "coalesce(src_split, 'train')" if split_from_source else "'train'"
+    sql = f"""
+        SELECT md5(? || chr(31) || id || chr(31) || content_hash) AS uid, id,
+               messages, system, instruction, response, n_turns, line AS source_line,
+               content_hash, tags, category, length(instruction) AS inst_chars,
+               length(response) AS resp_chars,
+               CASE WHEN tools IS NOT NULL THEN json_object('tools', tools) END AS metadata,
+               {split} AS split
         FROM (
           SELECT n.*, CASE
               WHEN src_id IS NOT NULL AND src_id NOT IN (SELECT src_id FROM _dup_src) THEN src_id
               WHEN coalesce(o.k, 1) = 1 THEN substr(content_hash, 1, 16)
               ELSE substr(md5(content_hash || ':' || o.k), 1, 16) END AS id
-          FROM _norm n LEFT JOIN _occ o USING (line))""", [name, name, source])
+          FROM _norm n LEFT JOIN _occ o USING (line) WHERE n.line >= ? AND n.line < ?)
+        ORDER BY source_line"""
+    first, last = con.execute("SELECT min(line), max(line) FROM _norm").fetchall()[0]
+    state = {"next": first if first is not None else 1}
+
+    def take(size: int):
+        start = state["next"]
+        if last is None or start > last:
+            return None
+        state["next"] = start + size
+        return con.sql(sql, params=[name, start, start + size]).to_arrow_table()
+
+    return take
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _write_chunk(name: str, source: str) -> list[tuple[str, list]]:
+    """The statements that store one chunk of final rows (read as `_chunk`): its row keys start
+    after the largest one in the store (chunks of two imports interleave but never collide,
+    and stay in source order within each), then the rows and their v1 entries, in order."""
+    return [
+        ("SET VARIABLE studio_rid0 = (SELECT coalesce(max(rid), 0) FROM rows) "
+         "- (SELECT min(source_line) FROM _chunk) + 1", []),
+        ("""INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
+                             source_file, source_line, content_hash, tags, category, rid,
+                             inst_chars, resp_chars, metadata)
+            SELECT uid, ?, id, messages, system, instruction, response, n_turns, ?, source_line,
+                   content_hash, tags, category, getvariable('studio_rid0') + source_line, inst_chars,
+                   resp_chars, metadata
+            FROM _chunk""", [name, source]),  # in source order already: a sort here is slow
+        ("""INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, rid)
+            SELECT ?, 'v1', uid, split, NULL, false, getvariable('studio_rid0') + source_line
+            FROM _chunk""", [name]),
+    ]
 
 
 def _first_error(con: duckdb.DuckDBPyConnection, path: str, kind: str) -> None:
@@ -215,10 +256,13 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
     source = str(Path(path).resolve()) if kind != "hf_hub" else str(path)
     if progress:
         progress(0, 3)
+    # Everything is computed on a private in-memory DuckDB with no store lock held; the rows
+    # then go into the store in short chunks under a claim (curation.staging), invisible until
+    # one short transaction adds the `datasets` and `versions` rows.
+    claim = store.claim(name, "v1", new_dataset=True)
     try:
-        with store.transaction() as con:
-            if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
-                raise StudioError(f"dataset {name!r} already exists; pick another --name")
+        with duckdb.connect() as con:
+            con.execute("SET enable_progress_bar = false")
             readers.stage(con, path, kind, lenient=lenient, field=field)
             fmt, used = _detect(con, source, kind, format, mapping)
             _normalize(con, fmt, used)
@@ -229,28 +273,24 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
                                   + "; ".join(describe_changes(changes, {}, UNIT[kind])))
             if progress:
                 progress(1, 3)
-            _insert_rows(con, name, source)
-            if progress:
-                progress(2, 3)
+            n = store.write_staged(claim, _write_chunk(name, source),
+                                   _final_rows(con, name, info["split_from_source"]))
+        if progress:
+            progress(2, 3)
+        params = {"source": source, "format": fmt, "mapping": used, "changes": changes,
+                  "info": info}
+        with store.commit_staged(claim) as con:
             con.execute("INSERT INTO datasets (name, source, format, mapping) VALUES (?, ?, ?, ?)",
                         [name, source, fmt, json.dumps(used)])
-            if info["split_from_source"]:  # the exported `split` column comes back
-                split, join = "coalesce(n.src_split, 'train')", " JOIN _norm n ON n.line = r.source_line"
-            else:
-                split, join = "'train'", ""
-            version = create_version(
-                con, name, None, "import", {"source": source, "format": fmt, "mapping": used,
-                                            "changes": changes, "info": info},
-                f"SELECT r.uid, {split} AS split, CAST(NULL AS VARCHAR) AS dup_cluster, "
-                f"false AS is_dup FROM rows r{join} WHERE r.dataset = ?", [name], name="v1")
-            n = con.execute("SELECT n_rows FROM versions WHERE dataset = ? AND version = ?",
-                            [name, version]).fetchone()[0]
+            con.execute("INSERT INTO versions (dataset, version, parent, operation, params, "
+                        "n_rows, created_at) VALUES (?, 'v1', NULL, 'import', ?, ?, now())",
+                        [name, json.dumps(params, default=str), n])
     except BaseException:
-        store.give_back_space()  # a rolled-back big write (full disk) leaves the file as it was
+        store.abandon_staged(claim)  # deletes what was written, gives the space back
         raise
     if progress:
         progress(3, 3)
-    return {"name": name, "version": version, "n_rows": n, "format": fmt, "mapping": used,
+    return {"name": name, "version": "v1", "n_rows": n, "format": fmt, "mapping": used,
             "source": source, "changes": changes, "info": info, "unit": UNIT[kind]}
 
 

@@ -102,9 +102,10 @@ def _heuristic(store: Store, ref: str, out: str | None, progress: Progress | Non
             with store.read() as con:
                 con.execute(f"COPY (SELECT vr.uid, vr.rid, coalesce(r.instruction, '') AS i, "
                             f"coalesce(r.response, '') AS o FROM version_rows vr JOIN rows r "
-                            f"ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "
-                            f"AND vr.rid >= ? AND vr.rid < ?) TO '{_sql_path(tmp / f'base-{k:05d}.parquet')}' "
-                            f"(FORMAT parquet)", [dataset, version, start, start + staging.CHUNK_ROWS])
+                            f"ON r.rid = vr.rid WHERE vr.dataset = ? AND vr.version = ? "
+                            f"AND vr.rid >= ? AND vr.rid < ? AND r.rid >= ? AND r.rid < ?) "
+                            f"TO '{_sql_path(tmp / f'base-{k:05d}.parquet')}' (FORMAT parquet)",
+                            [dataset, version, *[start, start + staging.CHUNK_ROWS] * 2])
         if progress:
             progress(1, 3)
         with duckdb.connect() as local:
