@@ -54,9 +54,14 @@ class DemoResult:
     curated_vs_raw: Paired             # on the held-out task suite
     forgetting: dict[str, Paired]      # label -> (run - base) on the general suite
     replay_effect: Paired              # curated+replay - curated on the general suite
+    learning: dict[str, dict] = field(default_factory=dict)  # label -> health.LearningCheck
     steps: list[StepTiming] = field(default_factory=list)
     total_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # suite role -> label -> per-example exact match (suite order): for pooling seeds; not printed
+    per_example: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("per_example")
+        return out
