@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
-from curation.datasets import load_rows
+from curation.datasets import load_rows, show
 from curation.errors import StudioError
 from curation.importer import import_file
 from curation.model_scores import ModelScoreConfig, response_losses
 from curation.noisy_labels import OOF_SCORE, drop_high_loss, row_losses
-from curation.datasets import show
 from training import jobs
 from training.checkpoints import resolve
 from training.config import TrainConfig
@@ -74,7 +74,7 @@ def test_oof_scores_each_row_with_the_model_that_never_saw_it(store, tmp_path, t
     for run in got["runs"]:
         state = jobs.get_run(store, run["run_id"])
         assert state["state"] == "completed"
-        trained = {r["id"] for r in read_jsonl(state["run_dir"] / "train.jsonl")}
+        trained = {r["id"] for r in read_jsonl(Path(state["run_dir"]) / "train.jsonl")}
         held = sorted(set(by_id) - trained)
         assert len(held) == run["n_scored"] and len(trained) == run["n_train"]
         assert run["losses"] and all(math.isfinite(x) for x in run["losses"])
@@ -85,9 +85,8 @@ def test_oof_scores_each_row_with_the_model_that_never_saw_it(store, tmp_path, t
                                   [by_id[i]["messages"] for i in held])
         for i, v in zip(held, cond, strict=True):
             assert math.isclose(scored[i], v, rel_tol=1e-4), i
-    folds_of = [set(by_id) - {r["id"] for r in read_jsonl(jobs.get_run(store, x["run_id"])
-                                                          ["run_dir"] / "train.jsonl")}
-                for x in got["runs"]]
+    folds_of = [set(by_id) - {r["id"] for r in read_jsonl(
+        Path(jobs.get_run(store, x["run_id"])["run_dir"]) / "train.jsonl")} for x in got["runs"]]
     assert folds_of[0].isdisjoint(folds_of[1]) and folds_of[0] | folds_of[1] == set(by_id)
 
     params = show(store, "d@oof")["params"]
