@@ -15,6 +15,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:5.1f}%"
 
 
+def _note(note: str) -> str:
+    """A run that did not learn is a warning (the comparison it enters is not fair)."""
+    return ("WARNING: " if "did not learn" in note else "note: ") + note
+
+
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -63,11 +68,7 @@ def render_result(r: dict) -> str:
     e = r["replay_effect"]
     lines.append(f"Replay: curated+replay - curated on the general suite = {e['diff']:+.3f} "
                  f"{_ci(e['ci_low'], e['ci_high'], True)}, p = {e['p_value']:.3g}")
-    for label, v in r.get("learning", {}).items():
-        if not v["learned"]:
-            lines.append(f"WARNING: the {label} run did not learn the task: "
-                         + "; ".join(v["problems"]))
-    lines += [f"note: {n}" for n in r.get("notes", []) if "did not learn" not in n]
+    lines += [_note(n) for n in r.get("notes", [])]
     lines.append("")
     lines.append("Step times: " + ", ".join(f"{s['name']} {s['seconds']:.0f}s" for s in r["steps"]))
     return "\n".join(lines)
@@ -96,12 +97,7 @@ def render_seeds(r: dict) -> str:
     lines += ["", "Targets:"]
     for name, t in r["targets"].items():
         lines.append(f"  [{'met' if t['met'] else 'NOT MET'}] {name}: {t['detail']}")
-    for s in r["per_seed"]:
-        for label, v in s.get("learning", {}).items():
-            if not v["learned"]:
-                lines.append(f"WARNING: seed {s['seed']}: the {label} run did not learn the task: "
-                             + "; ".join(v["problems"]))
-    lines += [f"note: {n}" for n in r.get("notes", []) if "did not learn" not in n]
+    lines += [_note(n) for n in r.get("notes", [])]
     return "\n".join(lines)
 
 
