@@ -25,7 +25,7 @@ class LearningCheck:
 
 
 def check_learning(label: str, losses: list[float], gain: float | None = None,
-                   gain_ci_low: float | None = None, min_gain: float = 0.05,
+                   gain_ci_low: float | None = None, min_gain: float = 0.10,
                    max_loss_ratio: float = 0.8) -> LearningCheck:
     """`losses`: the run's logged training losses in step order; `gain`, `gain_ci_low`: its
     held-out difference from base with the CI's lower end (None when not evaluated)."""
