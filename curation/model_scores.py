@@ -29,6 +29,8 @@ class ModelScoreConfig:
     batch_size: int = 8        # sequences per forward pass
     max_length: int = 512      # tokens kept per sequence (prompt is cut from the left)
     device: str | None = None  # None = cuda when available, else cpu
+    adapter: str | None = None # a PEFT (LoRA) adapter folder applied on `model`; its tokenizer
+    #                            (the chat template the adapter was trained with) is used
 
     def __post_init__(self):
         if not self.model:
@@ -114,10 +116,15 @@ def response_losses(cfg: ModelScoreConfig, conversations: Sequence[list[dict]],
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.adapter or cfg.model)
         model = AutoModelForCausalLM.from_pretrained(cfg.model)
+        if cfg.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, cfg.adapter).merge_and_unload()
     except Exception as exc:  # many error types; the user needs the model name and reason
-        raise StudioError(f"cannot load model {cfg.model!r}: {exc}") from exc
+        what = f"{cfg.model!r} with adapter {cfg.adapter!r}" if cfg.adapter else repr(cfg.model)
+        raise StudioError(f"cannot load model {what}: {exc}") from exc
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -51,6 +51,39 @@ def score(store: Store, ref: str, scorer: str = "heuristic", model: str | None =
         values["resp_loss_alone"] = alone
         with np.errstate(divide="ignore", invalid="ignore"):
             values["ifd"] = cond / alone
+    name = _save_values(store, dataset, version, out, uids, values,
+                        {"scorer": scorer, "model": model, "max_length": max_length,
+                         "scores": list(values)})
+    return {"ref": f"{dataset}@{name}", "parent": f"{dataset}@{version}", "scores": list(values),
+            "n_rows": len(uids)}
+
+
+def save_scores(store: Store, ref: str, values: dict[str, dict[str, float]], params: dict,
+                out: str | None = None) -> dict:
+    """A new version of `ref` holding scores computed elsewhere: `values` maps a score name to
+    {row id: value} (rows of `ref` without a value get none). For scorers that need more than
+    curation has, e.g. out-of-fold losses from models trained by `training.oof`."""
+    with store.connect() as con:
+        dataset, version = resolve_ref(con, ref)
+        got = con.execute("SELECT vr.uid, r.id FROM version_rows vr JOIN rows r ON r.uid = vr.uid "
+                          "WHERE vr.dataset = ? AND vr.version = ? AND NOT vr.is_dup "
+                          "ORDER BY vr.rowid", [dataset, version]).fetchall()
+    uids = [u for u, _ in got]
+    ids = [i for _, i in got]
+    if len(set(ids)) != len(ids):
+        raise StudioError(f"score: {dataset}@{version} has rows sharing an id; scores by id "
+                          "need unique ids (dedup first)")
+    arrays = {k: np.array([by_id.get(i, math.nan) for i in ids], dtype=float)
+              for k, by_id in values.items()}
+    name = _save_values(store, dataset, version, out, uids, arrays,
+                        {**params, "scores": list(values)})
+    return {"ref": f"{dataset}@{name}", "parent": f"{dataset}@{version}", "scores": list(values),
+            "n_rows": len(uids)}
+
+
+def _save_values(store: Store, dataset: str, version: str, out: str | None, uids: list[str],
+                 values: dict[str, np.ndarray], params: dict) -> str:
+    """Store one value per uid per score name (non-finite as NULL) in a new version."""
     import pyarrow as pa
     long = pa.table({
         "uid": [u for _ in values for u in uids],
@@ -58,16 +91,12 @@ def score(store: Store, ref: str, scorer: str = "heuristic", model: str | None =
         "value": [None if not math.isfinite(x) else float(x)
                   for k in values for x in values[k].tolist()],
     })
-    name = _save(store, dataset, version, out,
-                 {"scorer": scorer, "model": model, "max_length": max_length,
-                  "scores": list(values)},
+    return _save(store, dataset, version, out, params,
                  lambda claim: store.write_staged(claim, [
                      "INSERT INTO scores (dataset, version, uid, name, value, rid) "
                      "SELECT ?, ?, l.uid, l.name, l.value, r.rid FROM _chunk l "
                      "JOIN rows r ON r.uid = l.uid ORDER BY l.name, r.rid"],
                      long, params=[claim.dataset, claim.version]))
-    return {"ref": f"{dataset}@{name}", "parent": f"{dataset}@{version}", "scores": list(values),
-            "n_rows": len(uids)}
 
 
 def _save(store: Store, dataset: str, parent: str, out: str | None, params: dict,

@@ -79,7 +79,7 @@ MODEL: list[tuple[str, Args]] = [
     ("model list", lambda c: []),
     ("model show", lambda c: ["tiny-imported"]),
     ("score", lambda c: ["d", "--scorer", "perplexity", "--model", c["model"], "--out", "loss"]),
-    ("denoise", lambda c: ["d@loss", "--group-by", "none", "--out", "clean"]),
+    ("denoise", lambda c: ["d@loss", "--score", "resp_loss", "--group-by", "none", "--out", "clean"]),
     ("train", lambda c: ["--base-model", c["model"], "--data-file", c["train_file"],
                          "--max-steps", "30", "--save-steps", "10", "--eval-steps", "10",
                          "--name", "t"]),

@@ -42,13 +42,13 @@ def test_denoise_version_records_why_and_drops_rows_above_their_cut(store, tmp_p
                                         "output": r["response"], "category": r["category"]}) + "\n"
                             for i, r in enumerate(rows)))
     import_file(store, path, "d")
-    with pytest.raises(StudioError, match="no score 'resp_loss'"):
-        drop_high_loss(store, "d")
+    with pytest.raises(StudioError, match="no score 'oof_loss'.*--scorer oof-loss"):
+        drop_high_loss(store, "d")  # the default score is the out-of-fold loss
 
     scored = score(store, "d", "perplexity", model=str(tiny_model), batch_size=16)
-    losses = row_losses(store, scored["ref"])
+    losses = row_losses(store, scored["ref"], score="resp_loss")
     assert len(losses) == 60 and all(r["group"] in ("last_word", "join_dash") for r in losses)
-    got = drop_high_loss(store, scored["ref"], seed=0, out="clean")
+    got = drop_high_loss(store, scored["ref"], score="resp_loss", seed=0, out="clean")
 
     expected = {r["id"] for r in losses if r["loss"] > got["cuts"][r["group"]]}
     kept = {r["id"] for r in load_rows(store, "d@clean")}
@@ -67,4 +67,4 @@ def test_denoise_cli_errors_in_one_line(workspace, tmp_path, capsys):
         main(["--workspace", str(workspace.root), "denoise", "e", "--group-by", "category"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: denoise: e@v1 has no score 'resp_loss'")
+    assert err[-1].startswith("error: denoise: e@v1 has no score 'oof_loss'")

@@ -88,6 +88,44 @@ def test_quick_demo_end_to_end(tmp_path, capsys, require_vllm, tiny_model):
     assert r["total_s"] >= sum(s["seconds"] for s in r["steps"]) - 1
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_quick_demo_over_two_seeds_pools_them_and_judges_the_targets(tmp_path, capsys,
+                                                                     require_vllm, tiny_model):
+    ws = tmp_path / "ws"
+    _seed_model_cache(ws, tiny_model)
+    r = _run_cli(["demo", "--workspace", str(ws), "--quick", "--no-ui", "--json",
+                  "--seeds", "0,1"], capsys)
+    assert r["seeds"] == [0, 1] and [s["seed"] for s in r["per_seed"]] == [0, 1]
+    # both seeds are scored on the same suites (the first seed's), so they can be paired
+    assert {s["suites"]["task"] for s in r["per_seed"]} == {"demo-heldout-s0"}
+    assert all(s["curation"]["detector"]["method"] == "oof" for s in r["per_seed"])
+    pooled = r["pooled"]["curated_vs_raw"]
+    per_seed = [s["curated_vs_raw"]["diff"] for s in r["per_seed"]]
+    assert math.isclose(pooled["diff"], sum(per_seed) / 2, abs_tol=1e-9)
+    assert pooled["n_seeds_baseline"] == 2 and pooled["n"] == r["per_seed"][0]["curated_vs_raw"]["n"]
+    assert pooled["ci_low"] <= pooled["diff"] <= pooled["ci_high"]
+    assert [d["diff"] for d in pooled["per_seed"]] == pytest.approx(per_seed)
+    t = r["targets"]
+    assert t["curated_beats_raw"]["met"] == (pooled["ci_low"] > 0)
+    for seed_result, f in zip(r["per_seed"], t["noisy_label_filter"]["per_seed"], strict=True):
+        d = seed_result["curation"]["detector"]
+        assert f["met"] == ((d["precision"] or 0) >= 0.9 and (d["recall"] or 0) >= 0.8)
+        assert 0 <= d["n_flagged"] <= d["n_scored"] and d["n_bad"] > 0
+        # out-of-fold runs: one per fold, each scoring rows it did not train on
+        runs = seed_result["curation"]["fold_runs"]
+        assert len(runs) == 2 and sum(x["n_scored"] for x in runs) == d["n_scored"]
+        assert all(x["n_train"] + x["n_scored"] == d["n_scored"] for x in runs)
+    assert t["noisy_label_filter"]["met"] == all(f["met"] for f in t["noisy_label_filter"]["per_seed"])
+    for seed_result, e in zip(r["per_seed"], t["replay_reduces_forgetting"]["per_seed"], strict=True):
+        assert e["met"] == (seed_result["replay_effect"]["ci_low"] > 0)
+    for s in r["per_seed"]:  # every run's learning is checked, and a failure is said
+        assert set(s["learning"]) == {"raw", "curated", "curated+replay"}
+        for label, v in s["learning"].items():
+            assert v["learned"] == (not v["problems"])
+            assert any(f"{label} run did not learn" in n for n in s["notes"]) == (not v["learned"])
+
+
 def test_demo_help_lists_the_options():
     from click.testing import CliRunner
 
@@ -96,5 +134,5 @@ def test_demo_help_lists_the_options():
 
     _register_commands()
     out = CliRunner().invoke(cli, ["demo", "--help"]).output
-    for flag in ("--workspace", "--no-ui", "--json", "--seed", "--quick"):
+    for flag in ("--workspace", "--no-ui", "--json", "--seed", "--seeds", "--quick"):
         assert flag in out

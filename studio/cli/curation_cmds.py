@@ -12,6 +12,8 @@ import click
 from curation.dedup import DEDUP_METHODS
 from curation.errors import StudioError
 from curation.formats import FORMATS
+from curation.noisy_labels import DENOISE_SCORE, HIGH_MODE_POSTERIOR, OOF_SCORER
+from curation.scoring import SCORERS
 from studio.cli.common import cli, emit, get_store, json_option, table
 
 
@@ -228,20 +230,38 @@ def keep_cmd(ctx, ref, choices, out, as_json):
 
 @cli.command("score")
 @click.argument("ref")
-@click.option("--scorer", type=click.Choice(["heuristic", "perplexity", "ifd", "model"]),
-              default="heuristic", show_default=True)
+@click.option("--scorer", type=click.Choice([*SCORERS, OOF_SCORER]),
+              default="heuristic", show_default=True,
+              help=f"{OOF_SCORER}: out-of-fold response loss from --folds LoRA runs on --model "
+                   "(stored as oof_loss, the default score of `studio denoise`).")
 @click.option("--model", default=None, help="Causal LM (HF name or folder) for model scorers.")
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--max-length", default=512, show_default=True)
+@click.option("--folds", default=3, show_default=True, help=f"{OOF_SCORER}: number of folds (k runs).")
+@click.option("--train-steps", default=300, show_default=True, help=f"{OOF_SCORER}: steps per fold run.")
+@click.option("--learning-rate", default=1e-3, show_default=True, help=f"{OOF_SCORER}: LoRA learning rate.")
+@click.option("--seed", default=0, show_default=True, help=f"{OOF_SCORER}: fold split and training seed.")
 @click.option("--out", default=None, help="Name of the new version (default vN).")
 @json_option
 @click.pass_context
-def score_cmd(ctx, ref, scorer, model, batch_size, max_length, out, as_json):
+def score_cmd(ctx, ref, scorer, model, batch_size, max_length, folds, train_steps, learning_rate,
+              seed, out, as_json):
     """Compute quality scores for every row of NAME[@VERSION] (a new version)."""
     from curation.scoring import score
 
-    with progress_bar(f"score {scorer}") as cb:
-        got = score(get_store(ctx), ref, scorer, model, out, batch_size, max_length, cb)
+    store = get_store(ctx)
+    if scorer == OOF_SCORER:
+        from training.config import TrainConfig
+        from training.oof import score_out_of_fold
+
+        cfg = TrainConfig(base_model=model or "", max_steps=train_steps, learning_rate=learning_rate,
+                          seed=seed, packing=False)
+        got = score_out_of_fold(store, ref, cfg, folds=folds, seed=seed, out=out,
+                                max_length=max_length,
+                                log=lambda line: click.echo(line, err=True))
+    else:
+        with progress_bar(f"score {scorer}") as cb:
+            got = score(store, ref, scorer, model, out, batch_size, max_length, cb)
     emit(got, as_json, f"{got['ref']}: {', '.join(got['scores'])} on {got['n_rows']} rows")
 
 
@@ -313,21 +333,24 @@ def exclude_cmd(ctx, ref, ids, out, as_json):
 
 @cli.command("denoise")
 @click.argument("ref")
-@click.option("--score", "score_name", default="resp_loss", show_default=True,
-              help="Per-row loss score (from `studio score --scorer perplexity`).")
+@click.option("--score", "score_name", default=DENOISE_SCORE, show_default=True,
+              help=f"Per-row loss score: {DENOISE_SCORE} from `studio score --scorer {OOF_SCORER}` "
+                   "(out-of-fold), or resp_loss from `--scorer perplexity` (in-sample).")
 @click.option("--group-by", type=click.Choice(["category", "source_file", "none"]),
               default="category", show_default=True, help="Fit one cut per group.")
 @click.option("--min-group", default=20, show_default=True, help="Smaller groups are kept as is.")
+@click.option("--posterior", default=HIGH_MODE_POSTERIOR, show_default=True,
+              help="Flag a row where its group's high-loss mode has at least this posterior.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", default=None, help="Name of the new version (default vN).")
 @json_option
 @click.pass_context
-def denoise_cmd(ctx, ref, score_name, group_by, min_group, seed, out, as_json):
+def denoise_cmd(ctx, ref, score_name, group_by, min_group, posterior, seed, out, as_json):
     """Drop likely wrong labels: rows in the high-loss mode of their group (a new version)."""
     from curation.noisy_labels import drop_high_loss
 
     got = drop_high_loss(get_store(ctx), ref, score=score_name, group_by=group_by, seed=seed,
-                         min_group=min_group, out=out)
+                         min_group=min_group, out=out, posterior=posterior)
     cuts = ", ".join(f"{k or '(all)'} {v:.3g}" for k, v in got["cuts"].items()) or "none"
     emit(got, as_json, f"{got['ref']}: {got['n_excluded']} of {got['n_scored']} rows dropped "
                        f"as likely wrong labels (loss cuts: {cuts})")

@@ -16,6 +16,15 @@ def _pct(x: float) -> str:
     return f"{100 * x:5.1f}%"
 
 
+def _note(note: str) -> str:
+    """A run that did not learn is a warning (the comparison it enters is not fair)."""
+    return ("WARNING: " if "did not learn" in note else "note: ") + note
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def _ci(low: float, high: float, signed: bool = False) -> str:
     fmt = "{:+.3f}" if signed else "{:.3f}"
     return f"[{fmt.format(low)}, {fmt.format(high)}]"
@@ -35,8 +44,11 @@ def render_result(r: dict) -> str:
                  f"(bad labels removed {q['bad_labels_removed']}/{q['n_planted_bad_labels']}, "
                  f"redundant duplicates removed {q['dups_removed']}/{q['n_planted_redundant_dups']}, "
                  f"false positives {q['false_positives']})")
-    if c.get("loss_auroc") is not None:
-        lines.append(f"  loss score AUROC for wrong labels: {c['loss_auroc']:.3f}")
+    for d in c.get("detectors", []):
+        lines.append(f"  noisy-label score {d['method']:<10} AUROC {_num(d['auroc'])}, "
+                     f"precision {_num(d['precision'])}, recall {_num(d['recall'])} "
+                     f"({d['n_flagged']} flagged, {d['n_bad']} bad of {d['n_scored']} scored)"
+                     + ("  <- used" if d["method"] == c["detector"]["method"] else ""))
     lines.append("")
     header = f"  {'checkpoint':<16}" + "".join(f"{role + ' suite (n=' + str(next(iter(s.values()))['n']) + ')':>34}"
                                               for role, s in r["scores"].items())
@@ -62,9 +74,36 @@ def render_result(r: dict) -> str:
 
         lines += ["", "Which step made the difference (exact match):",
                   *attribution_lines(r["attribution"])]
-    lines += [f"note: {n}" for n in r.get("notes", [])]
+    lines += [_note(n) for n in r.get("notes", [])]
     lines.append("")
     lines.append("Step times: " + ", ".join(f"{s['name']} {s['seconds']:.0f}s" for s in r["steps"]))
+    return "\n".join(lines)
+
+
+def render_seeds(r: dict) -> str:
+    """Per-seed and pooled figures, and whether each of the demo's three targets is met."""
+    lines = [f"Tuning Studio demo over seeds {', '.join(map(str, r['seeds']))} "
+             f"({r['total_s'] / 60:.1f} min)", "",
+             f"  {'seed':<5} {'raw':>7} {'curated':>8} {'curated - raw [95% CI]':>28} "
+             f"{'filter P / R':>14} {'forgetting raw / cur / cur+replay':>36} {'replay [95% CI]':>26}"]
+    for s in r["per_seed"]:
+        p, d, f, e = (s["curated_vs_raw"], s["curation"]["detector"], s["forgetting"],
+                      s["replay_effect"])
+        forget = " / ".join(f"{f[k]['diff']:+.2f}" for k in ("raw", "curated", "curated+replay"))
+        lines.append(f"  {s['seed']:<5} {_pct(p['baseline_mean']):>7} {_pct(p['candidate_mean']):>8} "
+                     f"{p['diff']:+.3f} {_ci(p['ci_low'], p['ci_high'], True):>19} "
+                     f"{_num(d['precision']):>6} / {_num(d['recall']):<6}"
+                     f"{forget:>36} {e['diff']:+.3f} {_ci(e['ci_low'], e['ci_high'], True):>19}")
+    for name, label in (("curated_vs_raw", "curated - raw, held-out suite"),
+                        ("replay_effect", "curated+replay - curated, general suite")):
+        g = r["pooled"][name]
+        lines.append(f"  pooled {label}: {g['diff']:+.3f} {_ci(g['ci_low'], g['ci_high'], True)}, "
+                     f"p = {g['p_value']:.3g} (two-level CI over {g['n_seeds_baseline']} seeds x "
+                     f"{g['n']} examples; se seeds {g['se_seed']:.3f}, examples {g['se_example']:.3f})")
+    lines += ["", "Targets:"]
+    for name, t in r["targets"].items():
+        lines.append(f"  [{'met' if t['met'] else 'NOT MET'}] {name}: {t['detail']}")
+    lines += [_note(n) for n in r.get("notes", [])]
     return "\n".join(lines)
 
 
@@ -86,19 +125,27 @@ def stdout_to_stderr():
 @cli.command("demo")
 @click.option("--no-ui", is_flag=True, help="Do not open the studio on the Compare page afterwards.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for data, training, statistics.")
+@click.option("--seeds", default=None,
+              help="Comma-separated seeds (e.g. 0,1,2): the loop once per seed, then per-seed and "
+                   "pooled figures and the three targets. Overrides --seed.")
 @click.option("--quick", is_flag=True, help="Reduced data and steps (CI); curation need not win here.")
 @json_option
 @click.pass_context
-def demo(ctx: click.Context, no_ui: bool, seed: int, quick: bool, as_json: bool) -> None:
+def demo(ctx: click.Context, no_ui: bool, seed: int, seeds: str | None, quick: bool,
+         as_json: bool) -> None:
     """Build a tiny model, curate noisy data, tune raw vs curated vs curated+replay, compare."""
-    from studio.demo import run_demo
+    from studio.demo import run_demo, run_demo_seeds
+    from training.groups import parse_seeds
 
     workspace = get_workspace(ctx)
+    progress = lambda line: click.echo(line, err=True)  # noqa: E731
     with stdout_to_stderr():
-        result = run_demo(workspace.root, seed=seed, quick=quick,
-                          progress=lambda line: click.echo(line, err=True))
-    data = result.to_dict()
-    emit(data, as_json, human=render_result(data))
+        if seeds:
+            data = run_demo_seeds(workspace.root, parse_seeds(seeds), quick=quick,
+                                  progress=progress).to_dict()
+        else:
+            data = run_demo(workspace.root, seed=seed, quick=quick, progress=progress).to_dict()
+    emit(data, as_json, human=render_seeds(data) if seeds else render_result(data))
     if not no_ui:
         from studio.cli.ui_cmds import ui
 

@@ -260,13 +260,22 @@ def _plant_noise(clean: list[dict], cfg: DemoDataConfig, rng: random.Random
     return out, planted, dup_of
 
 
-def build_demo_data(out_dir: Path, cfg: DemoDataConfig, seed: int) -> DemoData:
-    """Write train.jsonl (noisy, alpaca with varying keys), heldout/general suites, replay rows, planted.json."""
+def build_demo_data(out_dir: Path, cfg: DemoDataConfig, seed: int,
+                    suite_seed: int | None = None) -> DemoData:
+    """Write train.jsonl (noisy, alpaca with varying keys), heldout/general suites, replay rows, planted.json.
+
+    `suite_seed` (another seed than `seed`) fixes the two suites while the training data and its
+    noise follow `seed`: runs over several seeds are then scored on the same examples, as a
+    paired, two-level comparison needs."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    heldout = _suite(cfg.families, cfg.heldout_per_family, cfg.heldout_space_fraction, rng, seed)
-    general = _suite(GENERAL_FAMILIES, cfg.general_per_family, cfg.general_space_fraction, rng, seed)
+    own = suite_seed is None or suite_seed == seed
+    suite_rng, s_seed = (rng, seed) if own else (random.Random(suite_seed), suite_seed)
+    heldout = _suite(cfg.families, cfg.heldout_per_family, cfg.heldout_space_fraction, suite_rng,
+                     s_seed)
+    general = _suite(GENERAL_FAMILIES, cfg.general_per_family, cfg.general_space_fraction,
+                     suite_rng, s_seed)
     held_keys = {normalize(r["instruction"]) for r in heldout}
     clean: list[dict] = []
     for fam in cfg.families:

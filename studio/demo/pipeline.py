@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from huggingface_hub.utils import disable_progress_bars
-from sklearn.metrics import roc_auc_score
 from transformers.utils import logging as hf_logging
 
 from curation.browse import filter_version
@@ -27,7 +26,6 @@ from curation.dedup import dedup
 from curation.errors import StudioError
 from curation.filters import Condition
 from curation.importer import import_file
-from curation.noisy_labels import drop_high_loss, row_losses
 from curation.scoring import score
 from curation.store import Store
 from curation.versions import lineage
@@ -39,6 +37,8 @@ from evals.suites import suite_from_file
 from studio.demo.attribution import attribute, demo_chain
 from studio.demo.clock import Clock, Progress
 from studio.demo.data import DemoData, build_demo_data
+from studio.demo.denoise import denoise, losses_of, quality, score_rows
+from studio.demo.health import check_learning
 from studio.demo.result import DemoResult, Paired, Score
 from studio.demo.settings import FULL_PLAN, LABELS, QUICK_PLAN, DemoSettings
 from training import jobs
@@ -47,7 +47,7 @@ from training.checkpoints import resolve as resolve_model
 from training.config import TrainConfig
 from training.data import write_jsonl
 from training.launcher import launch_training
-from training.merge import merge_checkpoint
+from training.oof import training_losses
 from training.tiny_model import TinyModelConfig, build_tiny_model
 
 
@@ -158,8 +158,10 @@ def _make_suites(store: Store, data: DemoData, seed: int) -> dict[str, str]:
 
 
 def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
-             progress: Progress = print, settings: DemoSettings | None = None) -> DemoResult:
-    """Run every step of the demo in `workspace` and return this run's figures."""
+             progress: Progress = print, settings: DemoSettings | None = None,
+             suite_seed: int | None = None) -> DemoResult:
+    """Run every step of the demo in `workspace` and return this run's figures. `suite_seed`
+    fixes the held-out and general suites across several seeds (`run_demo_seeds`)."""
     settings = settings or DemoSettings.preset(quick)
     _quiet_libraries()
     _set_threads(settings.threads)
@@ -174,10 +176,11 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
     with clock.step("base model", f"tiny Llama, {settings.pretrain_steps} pretraining steps"):
         model = ensure_base_model(ws, settings.pretrain_steps, progress)
     with clock.step("import", "built-in noisy dataset + held-out and general suites"):
-        data = build_demo_data(ws.root / "demo-data" / f"seed-{seed}", settings.data, seed)
+        data = build_demo_data(ws.root / "demo-data" / f"seed-{seed}", settings.data, seed,
+                               suite_seed=suite_seed)
         dataset = _unique_name(store, f"demo-s{seed}")
         imported = _import(store, data, dataset)
-        suites = _make_suites(store, data, seed)
+        suites = _make_suites(store, data, seed if suite_seed is None else suite_seed)
         progress(f"      {data.n_train} rows ({len(data.bad_label_ids)} wrong/empty/truncated, "
                  f"{len(data.duplicate_ids)} planted copies); suites: {data.n_heldout} held-out, "
                  f"{data.n_general} general")
@@ -186,21 +189,28 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
         steps, heuristic_ref = _dedup_and_heuristics(store, imported["raw"], settings)
 
     train = _trainer(store, model, settings, seed, progress)
+    early = settings.early_step if settings.detector == "early" else None
     with clock.step("train raw", f"LoRA r{settings.lora_r}, {settings.train_steps} steps"):
-        raw_ckpt = train(imported["raw"], "demo-raw")
+        raw = train(imported["raw"], "demo-raw", save_steps=early)
 
-    with clock.step("loss score + filter", "per-example loss under the raw-tuned model"):
-        curated_ref, loss_step, auroc = _loss_filter(store, heuristic_ref, raw_ckpt, data, seed)
+    detail = {"oof": f"out-of-fold loss, {settings.oof_folds} LoRA runs",
+              "in-sample": "loss under the raw-tuned model",
+              "early": f"loss under the raw run at step {settings.early_step}"}[settings.detector]
+    with clock.step("noisy-label filter", detail):
+        curated_ref, loss_step, detection = _noisy_label_filter(
+            store, heuristic_ref, raw, data, settings, model, seed, progress)
         steps.append(loss_step)
 
     with clock.step("train curated", f"same settings on {curated_ref}"):
-        curated_ckpt = train(curated_ref, "demo-curated")
+        curated = train(curated_ref, "demo-curated")
 
     with clock.step("train curated+replay", f"{curated_ref} + base-task replay"):
         replay_ref = _replay_mix(store, curated_ref, imported["replay"], settings, seed)
-        replay_ckpt = train(replay_ref, "demo-curated-replay")
+        replay = train(replay_ref, "demo-curated-replay")
 
-    checkpoints = dict(zip(LABELS, (base_checkpoint_id(model), raw_ckpt, curated_ckpt, replay_ckpt), strict=True))
+    runs = {"raw": raw, "curated": curated, "curated+replay": replay}
+    checkpoints = {"base": base_checkpoint_id(model),
+                   **{label: run.last for label, run in runs.items()}}
     with clock.step("evaluate", f"4 checkpoints x 2 suites through {backend}"):
         results = _evaluate_all(store, suites, checkpoints, backend)
 
@@ -213,26 +223,40 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
         replay_effect = _paired(compare_results(general, c["curated"], c["curated+replay"],
                                                 seed=seed))
         scores = {role: _scores(res, checkpoints) for role, res in results.items()}
+        learning = {}
+        for label, run in runs.items():
+            gain = _paired(compare_results(task, c["base"], c[label], seed=seed))
+            learning[label] = asdict(check_learning(
+                label, run.losses, gain.diff, gain.ci_low, settings.min_heldout_gain,
+                settings.max_loss_ratio))
+        notes += [f"{label} run did not learn the task: {'; '.join(v['problems'])}"
+                  + (" -- it is no fair baseline, so curated - raw says little"
+                     if label == "raw" else "")
+                  for label, v in learning.items() if not v["learned"]]
 
     with clock.step("attribute steps", "train each step's version; paired difference per step"):
         chain = demo_chain(imported["raw"], steps[0]["n_in"], steps, replay_ref,
                            _kept(store, replay_ref))
-        trained = {imported["raw"]: [raw_ckpt], curated_ref: [curated_ckpt],
-                   replay_ref: [replay_ckpt]}
-        attribution = attribute(store, chain, trained, train, suites, backend,
+        trained = {imported["raw"]: [raw.last], curated_ref: [curated.last],
+                   replay_ref: [replay.last]}
+        attribution = attribute(store, chain, trained, lambda ref, name: train(ref, name).last,
+                                suites, backend,
                                 lambda ckpts: _evaluate_all(store, suites, ckpts, backend))
 
     all_ids = {r["id"] for r in _rows(store, imported["raw"])}
     kept = {r["id"] for r in _rows(store, curated_ref)}
-    curation = {"steps": steps, "quality": data.score_curation(all_ids, kept), "loss_auroc": auroc}
+    curation = {"steps": steps, "quality": data.score_curation(all_ids, kept), **detection}
+    per_example = {role: {label: res.scores[ckpt]["exact_match"].tolist()
+                          for label, ckpt in checkpoints.items()}
+                   for role, res in results.items()}
     return DemoResult(
         workspace=str(ws.root), seed=seed, quick=quick, backend=backend, base_model=str(model),
         dataset=dataset, versions={"raw": imported["raw"], "heuristic": heuristic_ref,
                                    "curated": curated_ref, "replay": replay_ref},
         lineage=_lineage(store, curated_ref), curation=curation, checkpoints=checkpoints,
         suites=suites, scores=scores, curated_vs_raw=curated_vs_raw, forgetting=forgetting,
-        replay_effect=replay_effect, attribution=attribution, steps=clock.steps,
-        total_s=clock.elapsed(), notes=notes)
+        replay_effect=replay_effect, learning=learning, attribution=attribution,
+        steps=clock.steps, total_s=clock.elapsed(), notes=notes, per_example=per_example)
 
 
 def _rows(store: Store, ref: str) -> list[dict]:
@@ -270,18 +294,37 @@ def _replay_mix(store: Store, curated_ref: str, replay_ref: str, settings: DemoS
     return f"{out['name']}@{out['version']}"
 
 
+def train_config(settings: DemoSettings, model: Path, seed: int, ref: str = "", name: str = "",
+                 save_steps: int | None = None) -> TrainConfig:
+    """The demo's LoRA settings, the same for every run it trains (fold runs included)."""
+    return TrainConfig(base_model=str(model), dataset=ref, name=name, lora_r=settings.lora_r,
+                       lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
+                       learning_rate=settings.learning_rate, max_steps=settings.train_steps,
+                       batch_size=settings.batch_size, seed=seed, eval_fraction=0.0,
+                       packing=False, save_steps=save_steps or settings.train_steps,
+                       logging_steps=max(1, settings.train_steps // 10), warmup_ratio=0.0,
+                       lr_scheduler=settings.lr_scheduler, max_grad_norm=settings.max_grad_norm,
+                       report_to=[])
+
+
+@dataclass
+class TrainedRun:
+    """A finished demo run: its checkpoints (step order) and logged training losses."""
+
+    run_id: str
+    checkpoints: list[str]
+    losses: list[float]
+
+    @property
+    def last(self) -> str:
+        return self.checkpoints[-1]
+
+
 def _trainer(store: Store, model: Path, settings: DemoSettings, seed: int,
-             progress: Progress) -> Callable[[str, str], str]:
-    """A function that trains one LoRA run on a dataset ref (as a durable job) -> checkpoint id."""
-    def train(ref: str, name: str) -> str:
-        cfg = TrainConfig(base_model=str(model), dataset=ref, name=name, lora_r=settings.lora_r,
-                          lora_alpha=2 * settings.lora_r, lora_dropout=0.0,
-                          learning_rate=settings.learning_rate, max_steps=settings.train_steps,
-                          batch_size=settings.batch_size, seed=seed, eval_fraction=0.0,
-                          packing=False, save_steps=settings.train_steps,
-                          logging_steps=max(1, settings.train_steps // 5), warmup_ratio=0.0,
-                          lr_scheduler=settings.lr_scheduler,
-                          max_grad_norm=settings.max_grad_norm)
+             progress: Progress) -> Callable[..., TrainedRun]:
+    """A function that trains one LoRA run on a dataset ref (as a durable job)."""
+    def train(ref: str, name: str, save_steps: int | None = None) -> TrainedRun:
+        cfg = train_config(settings, model, seed, ref, name, save_steps)
         run_id = launch_training(store, cfg)
 
         def show(record: dict) -> None:
@@ -296,7 +339,9 @@ def _trainer(store: Store, model: Path, settings: DemoSettings, seed: int,
         ckpts = list_checkpoints(store, run_id)
         if not ckpts:
             raise StudioError(f"demo: training run {run_id} ({name}) saved no checkpoint")
-        return ckpts[-1]["id"]
+        ordered = sorted(ckpts, key=lambda c: c["step"])
+        return TrainedRun(run_id=run_id, checkpoints=[c["id"] for c in ordered],
+                          losses=training_losses(run["run_dir"]))
 
     return train
 
@@ -331,20 +376,29 @@ def _dedup_and_heuristics(store: Store, raw_ref: str, settings: DemoSettings
     return steps, kept["ref"]
 
 
-def _loss_filter(store: Store, ref: str, raw_ckpt: str, data: DemoData, seed: int
-                 ) -> tuple[str, dict, float | None]:
-    """Score every row by its response loss under the raw-tuned model, drop the high-loss mode."""
+def _noisy_label_filter(store: Store, ref: str, raw: TrainedRun, data: DemoData,
+                        settings: DemoSettings, model: Path, seed: int, progress: Progress
+                        ) -> tuple[str, dict, dict]:
+    """Score every row with the settings' detector, drop each task's high-loss mode, and
+    measure the detector (and, for comparison, the in-sample loss) against the planted noise."""
     n_in = _kept(store, ref)
-    merged = store.workspace.models_dir / ("merged-" + raw_ckpt.replace("/", "-"))
-    if not (merged / "config.json").exists():
-        merge_checkpoint(store, raw_ckpt, merged)
-    scored = score(store, ref, "perplexity", model=str(merged), batch_size=64, max_length=128)
-    kept = drop_high_loss(store, scored["ref"], score="resp_loss", group_by="category", seed=seed)
+    early = next((c for c in raw.checkpoints if c.endswith(f"/step-{settings.early_step}")), None)
+    cfg = train_config(settings, model, seed)
+    scored_ref, score_name, details = score_rows(
+        store, ref, settings.detector, raw_checkpoint=raw.last, early_checkpoint=early,
+        train_cfg=cfg, folds=settings.oof_folds, seed=seed,
+        log=lambda line: progress("      " + line))
+    kept = denoise(store, scored_ref, score_name, seed)
     kept["n_kept"] = _kept(store, kept["ref"])
-    got = row_losses(store, scored["ref"])
-    losses = np.array([g["loss"] for g in got])
-    bad = np.array([g["id"] in data.bad_label_ids for g in got])
-    auroc = float(roc_auc_score(bad, losses)) if 0 < bad.sum() < len(bad) else None
+    bad = data.bad_label_ids
+    detector = quality(settings.detector, losses_of(store, scored_ref, score_name), bad, seed)
+    compared = [asdict(detector)]
+    if settings.detector != "in-sample":  # the former method, on the same rows: one cheap pass
+        in_ref, in_name, _ = score_rows(store, ref, "in-sample", raw_checkpoint=raw.last)
+        compared.append(asdict(quality("in-sample", losses_of(store, in_ref, in_name), bad, seed)))
     cuts = ", ".join(f"{k} {v:.2f}" for k, v in kept["cuts"].items())
-    step = _step(f"high response loss per task (cuts: {cuts})", n_in, kept)
-    return kept["ref"], step, auroc
+    step = _step(f"noisy labels: {settings.detector} loss per task (cuts: {cuts})", n_in, kept)
+    folds = [{k: r[k] for k in ("fold", "run_id", "n_train", "n_scored")}
+             for r in details.get("runs", [])]
+    return kept["ref"], step, {"detector": asdict(detector), "detectors": compared,
+                               "loss_auroc": detector.auroc, "fold_runs": folds}

@@ -56,9 +56,14 @@ class DemoResult:
     replay_effect: Paired              # curated+replay - curated on the general suite
     # suite role -> evals.ablation.step_differences: each curation step vs the one before
     attribution: dict = field(default_factory=dict)
+    learning: dict[str, dict] = field(default_factory=dict)  # label -> health.LearningCheck
     steps: list[StepTiming] = field(default_factory=list)
     total_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # suite role -> label -> per-example exact match (suite order): for pooling seeds; not printed
+    per_example: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("per_example")
+        return out

@@ -29,6 +29,13 @@ class DemoSettings:
     min_response_chars: int = 1       # heuristic: responses shorter than this (stripped) are dropped
     replay_fraction: float = 0.3      # replay rows added to the curated set, as a share of it
     backend: str = "vllm"             # evaluation backend; 'hf' only when vLLM is missing
+    detector: str = "oof"             # noisy-label score: oof (out-of-fold), in-sample or early
+    oof_folds: int = 3                # k fold runs for the oof detector (same LoRA settings)
+    early_step: int = 60              # the early checkpoint the 'early' detector scores with
+    min_heldout_gain: float = 0.10    # a run whose held-out exact match beats base by less (or
+    #                                   not significantly) "did not learn" (0.05 let a raw run at
+    #                                   5.7% pass beside a curated one at 46%); so does one whose
+    max_loss_ratio: float = 0.8       # final training loss is above this share of its first
     threads: int = 1                  # torch threads for training/scoring: on shared cores 2 threads
     #                                   were 7x slower per LoRA step than 1 (OpenMP spin-waits)
 
@@ -40,6 +47,11 @@ class DemoSettings:
             raise StudioError("demo settings: field 'near_dup_threshold' must be in (0, 1]")
         if not 0 <= self.replay_fraction <= 1:
             raise StudioError("demo settings: field 'replay_fraction' must be in [0, 1]")
+        if self.detector not in ("oof", "in-sample", "early"):
+            raise StudioError(f"demo settings: field 'detector' must be oof, in-sample or early, "
+                              f"got {self.detector!r}")
+        if self.oof_folds < 2:
+            raise StudioError("demo settings: field 'oof_folds' must be >= 2")
         if self.backend not in ("vllm", "hf"):
             raise StudioError(f"demo settings: field 'backend' must be vllm or hf, got {self.backend!r}")
 
@@ -47,16 +59,16 @@ class DemoSettings:
     def preset(cls, quick: bool) -> DemoSettings:
         if quick:
             return cls(data=DemoDataConfig.preset(quick=True), pretrain_steps=150,
-                       train_steps=30)
+                       train_steps=30, oof_folds=2, early_step=10)
         return cls()
 
 
 # Estimates (seconds) measured on 2 shared CPU cores; printed so users know what to expect.
 FULL_PLAN = [("base model", 130.0), ("import", 2.0), ("dedup + heuristics", 3.0),
-             ("train raw", 40.0), ("loss score + filter", 5.0), ("train curated", 30.0),
+             ("train raw", 40.0), ("noisy-label filter", 100.0), ("train curated", 30.0),
              ("train curated+replay", 30.0), ("evaluate", 60.0), ("compare", 1.0),
              ("attribute steps", 120.0)]
 QUICK_PLAN = [("base model", 25.0), ("import", 2.0), ("dedup + heuristics", 3.0),
-              ("train raw", 15.0), ("loss score + filter", 5.0), ("train curated", 15.0),
+              ("train raw", 15.0), ("noisy-label filter", 30.0), ("train curated", 15.0),
               ("train curated+replay", 15.0), ("evaluate", 90.0), ("compare", 1.0),
               ("attribute steps", 90.0)]
