@@ -140,8 +140,8 @@ def run(run_dir: str | Path) -> int:
     with (run_dir / OUTPUT).open("w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    write_status(run_dir, state="completed", done=len(records), progress=1.0, eta_s=0.0,
-                 finished_at=time.time())
+    write_status(run_dir, state="completed", done=len(items), progress=1.0, eta_s=0.0,
+                 finished_at=time.time())  # done counts items, as the progress did
     return len(records)
 
 

@@ -155,7 +155,7 @@ def test_launched_or_linked_run_becomes_the_selected_one(ui_env):
     at.session_state["train_launched"] = "train-20261201-100000-aaaa"  # what Launch leaves
     at.run()
     assert at.multiselect(key="train_chosen").value == ["train-20261201-100000-aaaa"]
-    assert at.session_state["train_tab"].endswith("Runs")
+    assert at.session_state["train_tab.open"].endswith("Runs")
     assert at.query_params["run"] == "train-20261201-100000-aaaa"
 
     linked = page("train")
@@ -232,10 +232,11 @@ def test_evaluate_jobs_show_per_checkpoint_progress_cancel_and_log(ui_env):
                 name="eval w (2 models)", kind="eval", pid=live.pid)
         at = page("evaluate").run()
         assert not at.exception
-        assert at.get("progress")[0].text.startswith("6 of 16 generations · ETA ")
-        table = at.dataframe[0].value
-        assert list(table["checkpoint"]) == ["base: m", "r / step-2"]
-        assert list(table["generated"]) == ["6 of 8", "0 of 8"]
+        bars = at.get("progress")
+        assert bars[0].text.startswith("6 of 16 generations · ETA ")
+        assert [b.text for b in bars[1:]] == ["base: m: 6 of 8 generations",
+                                              "r / step-2: 0 of 8 generations"]
+        assert [b.value for b in bars[1:]] == [75, 0]
         assert "[job] starting" in at.code[0].value  # the log
         next(b for b in at.button if b.label == "Cancel").click().run(timeout=60)
         assert not at.exception

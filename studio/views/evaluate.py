@@ -18,6 +18,7 @@ from evals.suites import list_suites
 from studio.ui import runs
 from studio.ui.session import call, store
 from studio.ui.status import list_runs
+from studio.ui.tabs import open_tab, switchable_tabs
 from studio.ui.text import literal
 from studio.ui.widgets import header
 from training.checkpoints import base_checkpoint_id, resolve
@@ -47,7 +48,7 @@ def linked_checkpoint(ckpts: list[str]) -> None:
     ok, ref = call("Checkpoint", resolve, store(), link)
     base = base_checkpoint_id(ref.base_model) if ok else None
     st.session_state["eval_ckpts"] = [c for c in (base, link) if c in ckpts]
-    st.session_state["eval_tab"] = NEW_TAB
+    open_tab("eval_tab", NEW_TAB)
 
 
 def apply_launched(ids: list[str]) -> None:
@@ -55,7 +56,7 @@ def apply_launched(ids: list[str]) -> None:
     launched = st.session_state.pop("eval_launched", None)
     if launched in ids:
         st.session_state["eval_job"] = launched
-        st.session_state["eval_tab"] = JOBS_TAB
+        open_tab("eval_tab", JOBS_TAB)
 
 
 def launch_form(suites: list[dict], ckpts: list[str], labels) -> None:
@@ -135,14 +136,10 @@ def job_card(run: dict, labels, selected: bool) -> None:
             if ok:
                 st.rerun(scope="app")
         rows = runs.checkpoint_progress(status)
-        if rows:
-            st.dataframe(pd.DataFrame([{"checkpoint": labels(r["checkpoint"]),
-                                        "generated": f"{r['done']} of {r['total']}",
-                                        "progress": r["fraction"]} for r in rows]),
-                         hide_index=True, width="stretch", column_config={
-                             "progress": st.column_config.ProgressColumn(
-                                 format="percent", min_value=0.0, max_value=1.0)})
-        elif run["state"] == "completed":
+        for r in rows:  # per checkpoint: what is generated of what it needs
+            st.progress(min(1.0, r["fraction"]), text=f"{labels(r['checkpoint'])}: "
+                                                      f"{r['done']} of {r['total']} generations")
+        if not rows and run["state"] == "completed":
             st.caption("Every output was cached already: nothing to generate.")
         if run.get("error"):
             st.error(literal(run["error"].splitlines()[0]))
@@ -185,8 +182,8 @@ m[0].metric("Suites", len(suites), help="Task suites measure the goal; general s
 m[1].metric("Checkpoints", len(ckpts))
 m[2].metric("Eval jobs", len(eval_runs))
 
-tab_new, tab_jobs, tab_results = st.tabs([NEW_TAB, JOBS_TAB, RESULTS_TAB], key="eval_tab",
-                                         on_change="rerun")
+tab_new, tab_jobs, tab_results = switchable_tabs([NEW_TAB, JOBS_TAB, RESULTS_TAB],
+                                                 "eval_tab")
 with tab_new:
     launch_form(suites, ckpts, ckpt_label)
 with tab_jobs:

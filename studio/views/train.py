@@ -16,6 +16,7 @@ from studio.ui.data import dataset_overview, versions_of
 from studio.ui.forms import build_config, dataclass_form
 from studio.ui.session import call, store, workspace_path
 from studio.ui.status import list_runs
+from studio.ui.tabs import open_tab, switchable_tabs
 from studio.ui.text import literal
 from studio.ui.train_form import ESSENTIALS, base_model_labels, field_choices
 from studio.ui.widgets import header
@@ -39,7 +40,7 @@ POLL = "2s"
 def select_run(run_id: str) -> None:
     """Chart this run and open the Runs tab (before those widgets exist in this script run)."""
     st.session_state["train_chosen"] = [run_id]
-    st.session_state["train_tab"] = RUNS_TAB
+    open_tab("train_tab", RUNS_TAB)
     st.session_state["train_link"] = run_id
     st.query_params["run"] = run_id
 
@@ -222,7 +223,7 @@ if "train_flash" in st.session_state:
     st.success(st.session_state.pop("train_flash"), icon=":material/rocket_launch:")
 all_runs = list_runs(kind="train")
 apply_focus([r["id"] for r in all_runs])
-tab_runs, tab_new = st.tabs([RUNS_TAB, NEW_TAB], key="train_tab", on_change="rerun")
+tab_runs, tab_new = switchable_tabs([RUNS_TAB, NEW_TAB], "train_tab")
 with tab_new:
     launch_form()
 with tab_runs:
