@@ -21,7 +21,7 @@ from tests.helpers.browser import CHROMIUM_ARGS, add_suites, no_tracebacks, sett
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 RUN_STEPS = 16
-LONG_ROWS = 1000
+LONG_ROWS = 2000
 
 
 @pytest.fixture
@@ -48,8 +48,8 @@ def jobs_server(tmp_path, tiny_model):
     import_file(store, data, "tune")
     add_suites(ws)  # "repeat" and "retained", 8 rows each
     # long enough (minutes) that the test cancels it while it runs, whatever the machine
-    long_rows = [{**r, "id": f"long-{i}"}
-                 for i, r in enumerate(synthetic.generate(["reverse"], LONG_ROWS, seed=4))]
+    long_rows = [{"id": f"long-{i}", "instruction": f"write the word w{i:05d}q backwards",
+                  "response": f"q{i:05d}w"} for i in range(LONG_ROWS)]  # all unique
     save_suite(store, Suite(name="long", role="task", metrics=["exact_match"],
                             sampling={"max_new_tokens": 64}, rows=long_rows))
     with studio_ui(ws, tmp_path) as url:
@@ -67,6 +67,7 @@ def wait_sidebar_jobs(page, value: str, timeout_ms: int) -> None:
 
 
 def test_jobs_refresh_live_merge_evaluate_cancel(jobs_server, chromium_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     from curation.store import Store
@@ -150,8 +151,15 @@ def test_jobs_refresh_live_merge_evaluate_cancel(jobs_server, chromium_path):
             page.get_by_text(re.compile(rf"^base: tiny: [1-9]\d* of {LONG_ROWS} generations$")) \
                 .wait_for()
             shot(page, "jobs-06-eval-progress")
-            page.get_by_role("button", name="Cancel").first.click()
-            page.get_by_text(re.compile(r"— cancelled$")).wait_for(timeout=60_000)
+            cancelled = page.get_by_text(re.compile(r"— cancelled$"))
+            for _ in range(3):  # a click that lands while the fragment redraws can be lost
+                page.get_by_role("button", name="Cancel").first.click()
+                try:
+                    cancelled.wait_for(timeout=30_000)
+                    break
+                except PlaywrightTimeout:
+                    continue
+            cancelled.wait_for(timeout=1_000)
             wait_sidebar_jobs(page, "0", 10_000)
             settle(page)
             log = page.get_by_test_id("stCode").first.inner_text()
