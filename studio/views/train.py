@@ -83,7 +83,8 @@ def launch_form() -> None:
             ok, rid = call("Launch", launch_training, store(), config)
             if ok:
                 rid = str(rid)
-                st.session_state["train_launched"] = rid
+                st.session_state["train_launched"] = rid  # selected on the next run
+                st.session_state["train_focus"] = rid  # the last run launched here
                 st.session_state["train_flash"] = (
                     f"Launched run {literal(runs.run_label({'id': rid, 'name': config.name}))}.")
                 st.rerun()
