@@ -5,7 +5,8 @@
 Protocol (files in RUN_DIR, agreed with `training.jobs`):
     eval_request.json   written by `prepare(store, run_dir, ...)`: suite, checkpoints (ModelRefs),
                         backend + options, sampling, and the prompts still missing from the cache
-    status.json         merged here (training.status.write_status): state, done, total, progress
+    status.json         merged here (training.status.write_status): state, done, total, progress,
+                        eta_s and `checkpoints` [{name, done, total}] (per-checkpoint progress)
     generations.jsonl   written here: one generation record per line (the `generations` columns)
 Then `ingest(store, run_dir)` stores the generations and scores the suite from the cache.
 """
@@ -53,11 +54,62 @@ def prepare(store: Store, run_dir: str | Path, suite: str, checkpoints: list[str
     have = cached_outputs(store, [i.cache_key for i in items])
     request = {"suite": s.name, "backend": backend, "backend_options": backend_options or {},
                "identity": identity,
+               "checkpoint_ids": {m.name: c for m, c in zip(models, checkpoints, strict=True)},
                "sampling": s.sampling.to_dict(),
                "models": [dataclasses.asdict(m) for m in models],
                "items": [dataclasses.asdict(i) for i in items if i.cache_key not in have]}
     _write_json(run_dir / REQUEST, request)
     return request
+
+
+CHUNKS_PER_CHECKPOINT = 10  # progress updates per checkpoint (each is one backend call)
+MIN_CHUNK = 8               # prompts; smaller calls would cost the backend its batching
+
+
+def chunks(items: list[Item]) -> list[tuple[str, list[Item]]]:
+    """(checkpoint, items) pieces in generation order: each checkpoint's prompts in about
+    CHUNKS_PER_CHECKPOINT slices (all samples of a prompt stay together), so the status can
+    report progress while a checkpoint generates, not only after it."""
+    out: list[tuple[str, list[Item]]] = []
+    for name in dict.fromkeys(i.checkpoint for i in items):
+        mine = [i for i in items if i.checkpoint == name]
+        prompts = list(dict.fromkeys(i.prompt for i in mine))
+        size = max(MIN_CHUNK, -(-len(prompts) // CHUNKS_PER_CHECKPOINT))
+        for start in range(0, len(prompts), size):
+            part = set(prompts[start:start + size])
+            out.append((name, [i for i in mine if i.prompt in part]))
+    return out
+
+
+class Progress:
+    """Writes done/total, per-checkpoint counts and an ETA into status.json as chunks finish."""
+
+    def __init__(self, run_dir: Path, items: list[Item], ids: dict[str, str]):
+        self.run_dir, self.total, self.done = run_dir, len(items), 0
+        self.ids = ids
+        self.per = {name: [0, 0] for name in dict.fromkeys(i.checkpoint for i in items)}
+        for i in items:
+            self.per[i.checkpoint][1] += 1
+        self.t0 = time.monotonic()
+
+    def rows(self) -> list[dict]:
+        return [{"name": self.ids.get(n, n), "done": d, "total": t}
+                for n, (d, t) in self.per.items()]
+
+    def write(self, current: str | None = None, **fields) -> None:
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done else None
+        write_status(self.run_dir, done=self.done, total=self.total,
+                     progress=self.done / max(1, self.total), eta_s=eta, checkpoints=self.rows(),
+                     checkpoint=self.ids.get(current, current) if current else None, **fields)
+
+    def advance(self, name: str, n: int) -> None:
+        self.done += n
+        self.per[name][0] += n
+        self.write(name)
+        done, total = self.per[name]
+        print(f"[eval] {self.ids.get(name, name)}: {done} of {total} generations "
+              f"({self.done} of {self.total} in all)", flush=True)
 
 
 def run(run_dir: str | Path) -> int:
@@ -69,27 +121,27 @@ def run(run_dir: str | Path) -> int:
     models = [ModelRef(**m) for m in req["models"]]
     items = [Item(**i) for i in req["items"]]
     sampling = SamplingConfig.from_dict(req["sampling"])
-    write_status(run_dir, state="running", done=0, total=len(items), progress=0.0)
+    tracker = Progress(run_dir, items, req.get("checkpoint_ids") or {})
+    tracker.write(state="running")
     records: list[dict] = []
     if items:
         need = [m for m in models if any(i.checkpoint == m.name for i in items)]
         backend = get_backend(req["backend"], need, **req["backend_options"])
-
-        def progress(checkpoint: str, n_done: int) -> None:
-            write_status(run_dir, done=n_done, checkpoint=checkpoint,
-                         progress=n_done / max(1, len(items)))
-
         try:
-            records = run_backend(backend, need, items, sampling,
-                                  batch_size=req["backend_options"].get("batch_size"),
-                                  progress=progress)
+            for name, part in chunks(items):
+                tracker.write(name)
+                model = [m for m in need if m.name == name]
+                got = run_backend(backend, model, part, sampling,
+                                  batch_size=req["backend_options"].get("batch_size"))
+                records += got
+                tracker.advance(name, len(part))
         finally:
             backend.close()
     with (run_dir / OUTPUT).open("w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    write_status(run_dir, state="completed", done=len(records), progress=1.0,
-                 finished_at=time.time())
+    write_status(run_dir, state="completed", done=len(items), progress=1.0, eta_s=0.0,
+                 finished_at=time.time())  # done counts items, as the progress did
     return len(records)
 
 

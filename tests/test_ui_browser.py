@@ -219,6 +219,8 @@ def test_hostile_rows_and_run_names_fetch_nothing_and_show_literally(hostile_stu
     """Issue 14 item 7: user data is shown as text, never rendered as Markdown."""
     from playwright.sync_api import sync_playwright
 
+    from studio.ui.runs import run_label  # how every page names a run
+
     url, texts = hostile_studio
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
@@ -247,13 +249,13 @@ def test_hostile_rows_and_run_names_fetch_nothing_and_show_literally(hostile_stu
 
             page.goto(url + "train")
             settle(page)
-            shown(texts["run"] + " — failed")
+            shown(run_label({"id": "train-hostile", "name": texts["run"]}) + " — failed")
             shown(texts["error"])
             shot(page, "13-hostile-train")
             page.goto(url + "evaluate")
             settle(page)
             page.get_by_role("tab", name="Jobs").click()
-            shown(texts["run"] + " — failed")
+            shown(run_label({"id": "eval-hostile", "name": texts["run"]}) + " — failed")
             page.goto(url + "datasets")
             settle(page)
             no_tracebacks(page)

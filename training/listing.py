@@ -27,12 +27,21 @@ def model_folders(models_dir) -> list[str]:
     return sorted(str(p) for p in models_dir.iterdir() if (p / "config.json").exists())
 
 
+def is_fine_tune(folder) -> bool:
+    """A folder written by `training.merge` (a merged checkpoint), not a base model."""
+    from training.merge import PROVENANCE_EXPORT
+
+    return (Path(folder) / PROVENANCE_EXPORT).exists()
+
+
 def base_model_choices(store) -> list[str]:
-    """What a base-model picker offers: imported models by name (`studio model list`), then
-    other model folders in the workspace (e.g. the demo's tiny model), by path."""
+    """What a base-model picker offers, the default first: imported models by name
+    (`studio model list`), then other model folders in the workspace (e.g. the demo's tiny
+    model), by path, and merged fine-tunes last (never the default base model)."""
     from training.models import list_models
 
     names = [m.name for m in list_models(store)]
     models_dir = store.workspace.root / "models"
     imported = {str((models_dir / n).resolve()) for n in names}
-    return names + [f for f in model_folders(models_dir) if str(Path(f).resolve()) not in imported]
+    folders = [f for f in model_folders(models_dir) if str(Path(f).resolve()) not in imported]
+    return names + sorted(folders, key=is_fine_tune)

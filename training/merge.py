@@ -40,6 +40,10 @@ def merge_checkpoint(store, checkpoint_id: str, out: str | Path) -> Path:
     merged = PeftModel.from_pretrained(model, ref.adapter_path).merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(ref.adapter_path).save_pretrained(out)
+    # Marks the folder as a fine-tune (base-model pickers list it after real base models);
+    # export_model replaces it with the full provenance.
+    (out / PROVENANCE_EXPORT).write_text(json.dumps(
+        {"checkpoint": checkpoint_id, "base_model": ref.base_model}, indent=2))
     return out
 
 

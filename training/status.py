@@ -27,8 +27,10 @@ JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
 STATES = JOB_STATES  # older name
 TERMINAL = ("completed", "failed", "cancelled")
 STATUS_ERROR = "status_error"  # key read_status sets when the file cannot be trusted
-_NUMERIC = ("progress", "step", "max_steps", "eta_s", "started_at", "finished_at", "updated_at",
-            "pid", "pgid", "pid_start")
+# Progress fields: train jobs write step/max_steps/eta_s, eval jobs done/total/eta_s and
+# `checkpoints` [{name, done, total}] (per-checkpoint generations); all have progress (0..1).
+_NUMERIC = ("progress", "step", "max_steps", "eta_s", "done", "total", "started_at", "finished_at",
+            "updated_at", "pid", "pgid", "pid_start")
 
 
 def read_status(run_dir: str | Path) -> dict:
@@ -64,6 +66,8 @@ def _clean(status: dict, path: Path) -> dict:
         bad.append("state")
     if status.get("metrics") is not None and not isinstance(status.get("metrics"), dict):
         bad.append("metrics")
+    if status.get("checkpoints") is not None and not isinstance(status.get("checkpoints"), list):
+        bad.append("checkpoints")
     if status.get("error") is not None and not isinstance(status.get("error"), str):
         status["error"] = str(status["error"])
     for key in bad:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -37,8 +38,10 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
 
 
 def field_widget(f: dataclasses.Field, tp: Any, key: str, override: Any = MISSING,
-                 choices: dict[str, list] | None = None) -> Any:
-    """One input widget for a dataclass field; returns its raw value."""
+                 choices: dict[str, list] | None = None,
+                 labels: dict[str, Callable[[Any], str]] | None = None) -> Any:
+    """One input widget for a dataclass field; returns its raw value. `labels` shows a
+    choice field's values by name (a model folder as its name, not its path)."""
     base, optional = _base_type(tp)
     value = default_of(f) if override is MISSING else override
     label = f.name.replace("_", " ")
@@ -48,7 +51,8 @@ def field_widget(f: dataclasses.Field, tp: Any, key: str, override: Any = MISSIN
         if value not in options and value not in (None, ""):
             options.insert(0, value)
         return st.selectbox(label, options, index=options.index(value) if value in options else 0,
-                            help=help_text, key=key, accept_new_options=base is str)
+                            help=help_text, key=key, accept_new_options=base is str,
+                            format_func=(labels or {}).get(f.name, str))
     if base is bool:
         return st.checkbox(label, value=bool(value), help=help_text, key=key)
     if base is int and not optional:
@@ -94,7 +98,8 @@ def convert(f: dataclasses.Field, tp: Any, raw: Any) -> Any:
 
 def dataclass_form(cls: type, key: str, overrides: dict[str, Any] | None = None,
                    choices: dict[str, list] | None = None, columns: int = 3,
-                   skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> dict[str, Any]:
+                   skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+                   labels: dict[str, Callable[[Any], str]] | None = None) -> dict[str, Any]:
     """Widgets for the init fields of `cls` (all, or `only` these, minus `skip`) in columns;
     returns name -> raw value."""
     hints = typing.get_type_hints(cls)
@@ -107,7 +112,7 @@ def dataclass_form(cls: type, key: str, overrides: dict[str, Any] | None = None,
     for i, f in enumerate(fields):
         with cols[i % columns]:
             raw[f.name] = field_widget(f, hints.get(f.name, str), f"{key}.{f.name}",
-                                       (overrides or {}).get(f.name, MISSING), choices)
+                                       (overrides or {}).get(f.name, MISSING), choices, labels)
     return raw
 
 

@@ -24,9 +24,9 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0)
 
 
-def list_runs(kind: str | None = None) -> list[dict]:
+def list_runs(kind: str | None = None, do_refresh: bool = True) -> list[dict]:
     """Jobs from the store after ingesting run folders (so reloads and tabs agree)."""
-    return jobs.list_runs(store(), kind=kind)
+    return jobs.list_runs(store(), kind=kind, do_refresh=do_refresh)
 
 
 def running_count() -> int:
@@ -53,13 +53,38 @@ def sidebar() -> None:
                     set_workspace(path, create=create)  # the status and the page below use it
                 except StudioError as exc:
                     st.error(literal(exc))
-        try:
-            running = running_count()
-        except StudioError as exc:
-            running = None
-            st.warning(literal(exc))
-        gpu = gpu_name()
         left, right = st.columns(2)
-        left.metric("Running jobs", "?" if running is None else running,
-                    help="Train and eval jobs in state queued or running.")
+        with left:
+            jobs_metric()
+        gpu = gpu_name()
         right.metric("GPU", "yes" if gpu else "no", help=gpu or "No CUDA device: CPU only.")
+
+
+def jobs_metric() -> None:
+    """The running-jobs count; re-reads itself every 2 s while jobs run, and re-runs the page
+    when the count changes (a job ended), so no page shows a finished job as running."""
+    try:
+        first = running_count()
+    except StudioError as exc:
+        st.warning(literal(exc))
+        st.metric("Running jobs", "?", help=JOBS_HELP)
+        return
+
+    @st.fragment(run_every="2s" if first else None)
+    def count() -> None:
+        now = st.session_state.pop("sidebar_running_now", None)
+        if now is None:  # a fragment re-run
+            try:
+                now = running_count()
+            except StudioError as exc:
+                st.warning(literal(exc))
+                now = first
+        if now != first:
+            st.rerun(scope="app")
+        st.metric("Running jobs", now, help=JOBS_HELP)
+
+    st.session_state["sidebar_running_now"] = first
+    count()
+
+
+JOBS_HELP = "Train and eval jobs in state queued or running."
