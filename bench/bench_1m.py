@@ -30,7 +30,7 @@ from curation import search
 from curation.browse import browse
 from curation.dedup import dedup
 from curation.importer import import_file
-from curation.store import Store
+from kernel.store import Store
 
 
 def generate(path: Path, n: int) -> None:

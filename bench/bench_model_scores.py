@@ -54,7 +54,7 @@ def default_model() -> str:
     cached = sorted((REPO / ".cache").glob("smollm2-135m-instruct-*"))
     if cached and (cached[-1] / "config.json").exists():
         return str(cached[-1])
-    from curation.store import Store
+    from kernel.store import Store
     from training.models import import_model
 
     ws = Path(tempfile.mkdtemp(prefix="bench-scores-"))

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.datasets import list_datasets, list_versions  # noqa: E402
 from curation.noisy_labels import HIGH_MODE_POSTERIOR  # noqa: E402
-from curation.store import Store  # noqa: E402
-from curation.workspace import Workspace  # noqa: E402
+from kernel.store import Store  # noqa: E402
+from kernel.workspace import Workspace  # noqa: E402
 from studio.demo.data import build_demo_data  # noqa: E402
 from studio.demo.denoise import losses_of, quality, score_rows  # noqa: E402
 from studio.demo.pipeline import (  # noqa: E402

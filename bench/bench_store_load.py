@@ -4,8 +4,8 @@ Goal (issue 14, item 5): with an N-row import, an N-row heuristic score and a tr
 running at once, 10 concurrent reader processes see p95 wait under 0.5 s and no read fails.
 
 Two modes, measured in the same run on fresh workspaces with the same data:
-  new  today's code: FIFO ticket queue (curation.fairlock), import and score computed off the
-       store and written in short chunks (curation.staging);
+  new  today's code: FIFO ticket queue (kernel.fairlock), import and score computed off the
+       store and written in short chunks (kernel.staging);
   old  the behaviour before: no queue (retry with random exponential backoff up to 0.5 s),
        the whole import and the whole score inside one transaction (kept below as
        `legacy_import` / `legacy_score`, the previous code of curation.importer/scoring);
@@ -43,11 +43,11 @@ sys.path.insert(0, str(REPO))
 from curation import heuristics, importer, readers  # noqa: E402
 from curation import versions as V  # noqa: E402
 from curation.datasets import resolve_ref as _resolve  # noqa: E402
-from curation.errors import WorkspaceBusyError  # noqa: E402
 from curation.importer import import_file  # noqa: E402
 from curation.scoring import score  # noqa: E402
-from curation.store import Store, _is_lock_error  # noqa: E402
-from curation.workspace import Workspace  # noqa: E402
+from kernel.errors import WorkspaceBusyError  # noqa: E402
+from kernel.store import Store, _is_lock_error  # noqa: E402
+from kernel.workspace import Workspace  # noqa: E402
 
 N_READERS = 10
 
@@ -198,7 +198,7 @@ def start_training(store: Store) -> tuple[str | None, str]:
         from training import synthetic
         from training.config import TrainConfig
         from training.data import write_jsonl
-        from training.launcher import launch_training
+        from training.start_run import launch_training
 
         data = store.workspace.root / "train.jsonl"
         write_jsonl(data, synthetic.generate(["repeat_twice"], 200, seed=1))
@@ -227,7 +227,7 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
         return _measure(mode, src, tmp, ws, trainer)
     finally:  # also when the bench is stopped: no training job left behind
         if run_id:
-            from training import jobs
+            from kernel import jobs
 
             with contextlib.suppress(Exception):
                 jobs.cancel(store, run_id, grace_s=5)

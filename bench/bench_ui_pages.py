@@ -51,7 +51,7 @@ def main(n: int) -> None:
 
     from curation.datasets import load_rows
     from curation.importer import import_file
-    from curation.store import Store
+    from kernel.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "big.jsonl"
@@ -97,9 +97,9 @@ def compare_child(mode: str, ws: str) -> None:
     """One measurement in this (fresh) process; prints a JSON line of times in seconds."""
     os.environ["STUDIO_WORKSPACE"] = ws
     t_start = time.perf_counter()
-    from curation.store import Store
     from evals.results import evaluated_by_suite
     from evals.suites import list_suites
+    from kernel.store import Store
 
     store = Store(Path(ws))
     suites = sorted(list_suites(store), key=lambda s: (s["role"] != "task", s["name"]))

@@ -94,16 +94,16 @@ def metric(comp, spec: str) -> dict:
 
 def run(args) -> dict:
     from curation.importer import import_file
-    from curation.store import Store
-    from curation.workspace import Workspace
     from evals.compare import compare_results
     from evals.evaluate import evaluate
     from evals.suites import Suite, save_suite
     from evals.types import SamplingConfig
-    from training import jobs
+    from kernel import jobs
+    from kernel.store import Store
+    from kernel.workspace import Workspace
     from training.config import TrainConfig
-    from training.launcher import launch_training
     from training.models import import_model
+    from training.start_run import launch_training
 
     t0 = time.perf_counter()
     ws = Path(args.workspace or tempfile.mkdtemp(prefix="identity-"))

@@ -15,9 +15,9 @@ import duckdb
 from curation import search
 from curation import versions as V
 from curation.datasets import resolve_ref as _resolve
-from curation.errors import StudioError
 from curation.filters import FIELDS, VERSION_FIELDS, Condition, compile_conditions, parse_where
-from curation.store import Store
+from kernel.errors import StudioError
+from kernel.store import Store
 
 PAGE_COLUMNS = ("r.uid, r.id, r.instruction, r.response, r.system, r.messages, r.category, "
                 "r.tags, r.n_turns, r.source_file, r.source_line, vr.split, vr.dup_cluster, "

@@ -11,8 +11,8 @@ import json
 import duckdb
 
 from curation import versions as V
-from curation.errors import NotFoundError
-from curation.store import Store
+from kernel.errors import NotFoundError
+from kernel.store import Store
 
 ROW_COLUMNS = ("id", "messages", "instruction", "response", "system", "category", "tags", "tools")
 

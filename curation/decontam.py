@@ -15,9 +15,9 @@ import numpy as np
 
 from curation import versions as V
 from curation.datasets import load_rows, resolve_ref
-from curation.errors import StudioError
 from curation.near_dedup import row_text, shingles
-from curation.store import Store
+from kernel.errors import StudioError
+from kernel.store import Store
 
 
 def contaminated(train: Sequence[dict | str], evals: Sequence[dict | str], ngram: int = 8,

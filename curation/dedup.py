@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from curation import versions as V
 from curation.datasets import resolve_ref as _resolve
-from curation.errors import StudioError
-from curation.store import Store
+from kernel.errors import StudioError
+from kernel.store import Store
 
 if TYPE_CHECKING:
     from curation.near_dedup import MinHashConfig

@@ -10,8 +10,8 @@ import json
 
 from curation import versions as V
 from curation.datasets import resolve_ref
-from curation.errors import StudioError
-from curation.store import Store
+from kernel.errors import StudioError
+from kernel.store import Store
 
 
 def exclude(store: Store, ref: str, ids: list[str], out: str | None = None,

@@ -18,9 +18,9 @@ from pathlib import Path
 import duckdb
 
 from curation.datasets import resolve_ref as _resolve
-from curation.errors import StudioError
-from curation.processes import pid_alive
-from curation.store import Store
+from kernel.errors import StudioError
+from kernel.processes import pid_alive
+from kernel.store import Store
 
 FORMATS = ("jsonl", "parquet", "hf")
 _SELECT = ("SELECT r.id, r.messages, r.instruction, r.response, r.system, r.category, r.tags, "

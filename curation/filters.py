@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 # field -> (SQL expression over `r` rows / `vr` version_rows, kind)
 FIELDS: dict[str, tuple[str, str]] = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import duckdb
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 # Every import format, in the order detection tries them (CLI choices, the UI's format box).
 FORMATS: tuple[str, ...] = ("alpaca", "prompt_completion", "qa", "chat", "sharegpt")

@@ -8,7 +8,7 @@ to text, repeated source ids replaced, fields dropped, conversations that start 
 assistant; `strict=True` refuses them), build the final rows (ids, uids, hashes, the v1 split
 from a `split` column such as `studio export` writes). All of that runs in SQL on a private
 in-memory DuckDB, no per-row Python and no store lock held. The rows then go into the store
-in short chunks under a claim (`curation.staging`: readers get in between chunks), invisible
+in short chunks under a claim (`kernel.staging`: readers get in between chunks), invisible
 until one short transaction inserts the `datasets` and `versions` rows; a failed or killed
 import leaves only unreferenced rows, deleted at once or by the next sweep. `preview` does the
 same on the first records, so the UI can show the detected format before committing.
@@ -24,9 +24,9 @@ from pathlib import Path
 import duckdb
 
 from curation import formats, readers
-from curation.errors import StudioError
-from curation.store import Store
 from curation.versions import check_name
+from kernel.errors import StudioError
+from kernel.store import Store
 
 Progress = Callable[[int, int], None]
 
@@ -257,7 +257,7 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
     if progress:
         progress(0, 3)
     # Everything is computed on a private in-memory DuckDB with no store lock held; the rows
-    # then go into the store in short chunks under a claim (curation.staging), invisible until
+    # then go into the store in short chunks under a claim (kernel.staging), invisible until
     # one short transaction adds the `datasets` and `versions` rows.
     claim = store.claim(name, "v1", new_dataset=True)
     try:

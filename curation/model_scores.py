@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 Progress = Callable[[int, int], None]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 Progress = Callable[[int, int], None]
 # Chinese and Japanese write no spaces between words: a run of Han/kana would be one "word",

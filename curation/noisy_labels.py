@@ -21,8 +21,8 @@ import numpy as np
 from curation import versions as V
 from curation.datasets import resolve_ref
 from curation.edits import exclude
-from curation.errors import StudioError
-from curation.store import Store
+from kernel.errors import StudioError
+from kernel.store import Store
 
 # Out-of-fold response loss (`training.oof`): the `studio score --scorer` name and the score it
 # stores. It is the default score of `drop_high_loss` / `studio denoise` because it separated the

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from curation import versions as V
 from curation.datasets import resolve_ref
-from curation.errors import StudioError
-from curation.store import Store
+from kernel.errors import StudioError
+from kernel.store import Store
 
 # measure name -> SQL over `rows r` (fixed expressions, never user text)
 LENGTHS = {"response chars": "length(r.response)",

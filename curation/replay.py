@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from curation.datasets import load_rows, resolve_ref
-from curation.errors import StudioError
 from curation.importer import import_file
+from kernel.errors import StudioError
 
 
 def mix_name(ref: str, replay_ref: str, fraction: float, seed: int) -> str:

@@ -14,10 +14,11 @@ from collections.abc import Callable
 import duckdb
 import numpy as np
 
-from curation import heuristics, staging
+from curation import heuristics
 from curation.datasets import resolve_ref
-from curation.errors import StudioError
-from curation.store import Store
+from kernel import staging
+from kernel.errors import StudioError
+from kernel.store import Store
 
 Progress = Callable[[int, int], None]
 SCORERS = ("heuristic", "perplexity", "ifd", "model")

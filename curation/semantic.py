@@ -21,7 +21,7 @@ import numpy as np
 from scipy import sparse
 
 from curation.clustering import LeaderClusters
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 Progress = Callable[[int, int], None]
 FALLBACK = "tfidf"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from curation import versions as V
 from curation.datasets import resolve_ref
-from curation.errors import StudioError
-from curation.store import Store
+from kernel.errors import StudioError
+from kernel.store import Store
 
 STRATIFY_FIELDS = {"category": "r.category", "source": "r.source_file", "n_turns": "r.n_turns"}
 

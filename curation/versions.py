@@ -8,33 +8,11 @@ records its parent, its name and its parameters, so lineage can be replayed and 
 from __future__ import annotations
 
 import json
-import re
 
 import duckdb
 
-from curation.errors import StudioError
-
-VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: `$` lets "x\n" in
-
-
-def check_name(name: str, what: str = "version") -> str:
-    if not isinstance(name, str) or not VERSION_NAME.fullmatch(name):
-        raise StudioError(f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.' "
-                          "(at most 64, starting with a letter or digit)")
-    return name
-
-
-def taken_versions(con: duckdb.DuckDBPyConnection, dataset: str) -> set[str]:
-    """Version names of `dataset` that exist or are claimed by a staged write in progress."""
-    return {r[0] for r in con.execute(
-        "SELECT version FROM versions WHERE dataset = ? UNION "
-        "SELECT version FROM staged_writes WHERE dataset = ?", [dataset, dataset]).fetchall()}
-
-
-def next_version_name(con: duckdb.DuckDBPyConnection, dataset: str) -> str:
-    names = taken_versions(con, dataset)
-    nums = [int(n[1:]) for n in names if re.fullmatch(r"v\d+", n)]
-    return f"v{max(nums, default=0) + 1}"
+from kernel.errors import StudioError
+from kernel.version_names import VERSION_NAME, check_name, next_version_name, taken_versions  # noqa: F401
 
 
 def lineage(con: duckdb.DuckDBPyConnection, dataset: str, version: str) -> list[str]:

@@ -18,9 +18,9 @@ import secrets
 
 import numpy as np
 
-from curation.errors import NotFoundError, StudioError
 from evals.lineage import lineage
 from evals.metrics import get_metric
+from kernel.errors import NotFoundError, StudioError
 
 ALPHA = 0.05
 
@@ -95,7 +95,7 @@ def start(store, ref: str, cfg, suite: str, seeds: list[int] | None = None,
     """Queue one run per (version, seed) with otherwise identical settings; returns its id."""
     from evals.suites import load_suite
     from training.groups import add_member, record_group
-    from training.launcher import launch_training, prepare_training
+    from training.start_run import launch_training, prepare_training
 
     load_suite(store, suite)  # an unknown suite fails here, before any run is queued
     versions = plan(store, ref, steps)
@@ -141,7 +141,7 @@ def finish(store, ablation_id: str, backend: str = "hf", backend_options: dict |
            timeout_s: float | None = None, on_run=None) -> dict:
     """Wait for the ablation's runs, evaluate their final checkpoints together, report."""
     from evals.evaluate import evaluate
-    from training import jobs
+    from kernel import jobs
 
     ab = get(store, ablation_id)
     checkpoints = {}

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from curation.errors import StudioError
-from curation.store import Store
 from evals.backends import describe_identity
 from evals.evaluate import EvalResult, evaluate, groups_of
 from evals.generate import GenerationResult
 from evals.metrics import get_metric
 from evals.results import StoredResults, stored_results
 from evals.stats import adjust_pvalues, format_p, grouped_compare, mean_ci, paired_compare
+from kernel.errors import StudioError
+from kernel.store import Store
 
 ALPHA = 0.05
 

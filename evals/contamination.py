@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 
-from curation.store import Store
 from evals.prompts import prompt_messages, reference
 from evals.types import ModelRef
+from kernel.store import Store
 
 
 def row_text(row: dict) -> str:

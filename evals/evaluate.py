@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curation.store import Store
 from evals.backends import Backend, identity_text
 from evals.generate import GenerationResult, generate_cached, write_generations
 from evals.metrics import MetricSpec, get_metric
@@ -20,6 +19,7 @@ from evals.prompts import adapter_hash
 from evals.stats import mean_ci
 from evals.suites import Suite, load_suite
 from evals.types import ModelRef
+from kernel.store import Store
 from training.checkpoints import resolve as resolve_model
 from training.provenance import summary_for as provenance_summary
 

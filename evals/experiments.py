@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 
-from curation.errors import NotFoundError, StudioError
-from training import jobs, provenance
-from training.status import read_metrics
+from kernel import jobs
+from kernel.errors import NotFoundError, StudioError
+from kernel.status import read_metrics
+from training import provenance
 
 # Config fields shown as columns (the rest is in the config diff).
 KEY_CONFIG = ("base_model", "learning_rate", "lora_r", "num_epochs", "max_steps", "seed")

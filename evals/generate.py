@@ -14,10 +14,10 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from curation.store import Store
 from evals.backends import Backend, CacheOnly, backend_identity, get_backend, identity_text
 from evals.prompts import adapter_hash, cache_key, model_key, render_prompts, sha256
 from evals.types import ModelRef, SamplingConfig
+from kernel.store import Store
 
 
 @dataclass

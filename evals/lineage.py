@@ -14,7 +14,7 @@ import json
 
 from curation import versions as V
 from curation.datasets import parse_ref, resolve_ref
-from curation.errors import NotFoundError
+from kernel.errors import NotFoundError
 from training import provenance
 
 

@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from curation.errors import StudioError
 from evals.prompts import reference
+from kernel.errors import StudioError
 
 MetricFn = Callable[[str, dict, "str | None"], float]
 

@@ -13,10 +13,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from curation.errors import StudioError
 from evals.backends import get_backend
 from evals.prompts import load_tokenizer
 from evals.types import ModelRef, SamplingConfig
+from kernel.errors import StudioError
 from training.checkpoints import resolve
 
 ROLES = ("system", "user", "assistant")

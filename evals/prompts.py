@@ -11,9 +11,9 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from curation.errors import StudioError
 from evals.types import ModelRef, SamplingConfig
-from training.status import adapter_hash as checkpoint_adapter_hash
+from kernel.errors import StudioError
+from kernel.status import adapter_hash as checkpoint_adapter_hash
 
 
 def sha256(text: str | bytes) -> str:

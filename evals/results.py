@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curation.errors import StudioError
-from curation.store import Store
 from evals.suites import Suite, load_suite
+from kernel.errors import StudioError
+from kernel.store import Store
 
 
 def evaluated_checkpoints(store: Store, suite: str) -> list[str]:

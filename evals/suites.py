@@ -11,11 +11,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation.errors import NotFoundError, StudioError
-from curation.store import Store
 from evals.metrics import validate_specs
 from evals.prompts import prompt_messages, reference
 from evals.types import SamplingConfig
+from kernel.errors import NotFoundError, StudioError
+from kernel.store import Store
 
 ROLES = ("task", "general")
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from training.config import TrainConfig
 
 NOT_AXES = {"seed": "use --seeds", "name": "the sweep names its runs"}
@@ -223,9 +223,9 @@ def _check_spec(store, cfg: TrainConfig, spec: SweepSpec) -> None:
 def start(store, cfg: TrainConfig, spec: SweepSpec) -> dict:
     """Validate every config (and seed), then queue one run per config x seed as one run group
     of kind 'sweep'. Returns {"sweep": group id, "name", "runs": [{run_id, config, seed, params}]}."""
-    from training import jobs
+    from kernel import jobs
     from training.groups import add_member, record_group
-    from training.launcher import launch_training, prepare_training
+    from training.start_run import launch_training, prepare_training
 
     plan(cfg, spec)  # the grid's keys and values first: no store needed to refuse them
     _check_spec(store, cfg, spec)
@@ -293,15 +293,15 @@ def halving_stops(losses: dict[str, dict[int, float]], active: set[str], eta: in
 
 
 def eval_losses(run_dir: str) -> dict[int, float]:
-    from training.status import read_metrics
+    from kernel.status import read_metrics
 
     return {int(r["step"]): float(r["eval_loss"]) for r in read_metrics(run_dir)
             if r.get("eval_loss") is not None and r.get("step") is not None}
 
 
 def _apply_halving(store, group: dict, runs: dict[str, dict], on_event=None) -> None:
+    from kernel.jobs import cancel
     from training.groups import set_member_note
-    from training.jobs import cancel
 
     spec = group["spec"]
     losses = {rid: eval_losses(r["run_dir"]) for rid, r in runs.items()}
@@ -327,9 +327,9 @@ def wait(store, ref: str, timeout_s: float | None = None, poll_s: float = 1.0,
     group (training.groups.get_group) with each member's run state."""
     import time
 
+    from kernel.jobs import list_runs
+    from kernel.status import TERMINAL
     from training.groups import get_group
-    from training.jobs import list_runs
-    from training.status import TERMINAL
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     seen: dict[str, str] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from training.checkpoints import ModelRef  # noqa: F401  (one model reference, owned by training)
 
 

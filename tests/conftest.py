@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from curation.store import Store
-from curation.workspace import Workspace
+from kernel.store import Store
+from kernel.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +100,7 @@ def smollm2_model(tmp_path_factory) -> Path:
     importer's version are the same."""
     import hashlib
 
-    from curation.errors import StudioError
+    from kernel.errors import StudioError
     from training.models import IMPORTER_VERSION, import_model, offline_model_file
 
     name = "smollm2-135m-instruct"

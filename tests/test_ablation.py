@@ -11,10 +11,10 @@ import yaml
 
 from curation.browse import filter_version
 from curation.dedup import dedup
-from curation.errors import StudioError
 from curation.importer import import_file
 from evals import ablation as A
 from evals.suites import Suite, save_suite
+from kernel.errors import StudioError
 from studio.cli import main as studio_main
 from training import synthetic
 from training.data import write_jsonl

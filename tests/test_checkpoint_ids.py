@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from curation.errors import NotFoundError
+from kernel.errors import NotFoundError
 from training.checkpoints import (
     CheckpointId,
     base_checkpoint_id,

@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from curation.errors import StudioError
-from curation.store import Store
 from evals.backends import BACKENDS, CacheOnly, backend_identity, get_backend
 from evals.generate import generate_cached
 from evals.suites import load_suite, suite_from_file
 from evals.types import SamplingConfig
+from kernel.errors import StudioError
+from kernel.store import Store
 from studio.cli import main
 from training.checkpoints import resolve as resolve_model
 

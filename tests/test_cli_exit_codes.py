@@ -80,12 +80,12 @@ def test_internal_error_and_abort_from_an_injected_failure(tmp_path):
 def test_gate_failure_has_its_own_code(tiny_model, tmp_path):
     """A candidate far worse than its baseline: exit 3 (with the JSON still on stdout), while
     the same comparison without --fail-on-regression exits 0."""
-    from curation.store import Store
-    from curation.workspace import Workspace
     from evals.backends.hf import HFBackend
     from evals.prompts import render_prompts
     from evals.suites import suite_from_file
     from evals.types import ModelRef, SamplingConfig
+    from kernel.store import Store
+    from kernel.workspace import Workspace
     from tests.helpers.fixtures import make_lora_adapter
 
     base = ModelRef(base_model=str(tiny_model), name=f"base:{tiny_model}")

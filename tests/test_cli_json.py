@@ -185,9 +185,9 @@ def after_eval(c: dict, ws: Path) -> None:
     if "run_id" not in c["eval"]:
         assert c["eval"]["backend"] == "hf" and c["eval"]["n_generated"] > 0
         return
-    from curation.store import Store
-    from curation.workspace import Workspace
-    from training.jobs import get_run
+    from kernel.jobs import get_run
+    from kernel.store import Store
+    from kernel.workspace import Workspace
 
     c["eval_job"] = c["eval"]["run_id"]
     store = Store(Workspace.open(ws))
@@ -252,9 +252,9 @@ def test_vllm_eval_json_is_pure_and_backends_never_share_cache(require_vllm, tin
     """The issue's scenario, as a user's CI runs it: `studio eval --backend vllm --json` in a
     real process (vLLM's engine core process inherits fd 1), then --backend hf in the same
     workspace must generate again rather than reuse vLLM's outputs; hf twice reuses."""
-    from curation.store import Store
-    from curation.workspace import Workspace
     from evals.suites import suite_from_file
+    from kernel.store import Store
+    from kernel.workspace import Workspace
 
     c = _write_data(tmp_path)
     ws = Workspace.open(tmp_path / "ws")

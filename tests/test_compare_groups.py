@@ -7,14 +7,15 @@ import json
 
 import pytest
 
-from curation.errors import NotFoundError, StudioError
+from kernel import jobs
+from kernel.errors import NotFoundError, StudioError
 from studio.cli import main as studio_main
 from tests.helpers.cli import cli_json
-from training import jobs, synthetic
+from training import synthetic
 from training.config import TrainConfig
 from training.data import write_jsonl
 from training.groups import group_runs, list_groups, parse_seeds
-from training.launcher import launch_group
+from training.start_run import launch_group
 
 
 @pytest.fixture

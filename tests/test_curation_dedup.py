@@ -11,7 +11,6 @@ import pytest
 from curation.datasets import load_rows
 from curation.decontam import contaminated, decontaminate
 from curation.dedup import cluster_members, clusters, dedup, save_keepers
-from curation.errors import StudioError
 from curation.importer import import_file
 from curation.near_dedup import (
     MinHashConfig,
@@ -21,6 +20,7 @@ from curation.near_dedup import (
     optimal_bands,
     signatures,
 )
+from kernel.errors import StudioError
 
 WORDS = [f"word{i}" for i in range(400)]
 

@@ -8,10 +8,10 @@ import random
 import pytest
 
 from curation.datasets import load_rows, show
-from curation.errors import StudioError
 from curation.importer import import_file
 from curation.noisy_labels import drop_high_loss, flag_high_loss, row_losses
 from curation.scoring import score
+from kernel.errors import StudioError
 from studio.cli import main
 from training.synthetic import generate
 

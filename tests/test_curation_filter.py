@@ -8,10 +8,10 @@ import pytest
 
 from curation.browse import browse, count, filter_version
 from curation.datasets import list_versions, load_rows
-from curation.errors import StudioError
 from curation.filters import Condition, parse_where
 from curation.importer import import_file
 from curation.scoring import score
+from kernel.errors import StudioError
 
 
 @pytest.fixture

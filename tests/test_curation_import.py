@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from curation.datasets import load_rows, resolve_ref
-from curation.errors import NotFoundError, StudioError
 from curation.importer import import_file, preview
+from kernel.errors import NotFoundError, StudioError
 
 DATA = Path(__file__).parent / "data"
 

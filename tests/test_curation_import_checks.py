@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from curation.datasets import load_rows
-from curation.errors import StudioError
 from curation.export import export
 from curation.importer import import_file
+from kernel.errors import StudioError
 from tests.helpers.cli import studio_process as studio
 
 REPO = Path(__file__).resolve().parents[1]

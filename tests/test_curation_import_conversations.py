@@ -147,7 +147,7 @@ def test_cli_export_then_import_gives_the_same_glaive_messages(store, tmp_path):
     assert studio("import", str(real(GLAIVE)), "--name", "g")["info"]["tool_call_rows"] > 100
     studio("export", "g", str(tmp_path / "g.jsonl"))
     assert studio("import", str(tmp_path / "g.jsonl"), "--name", "g2")["changes"] == {}
-    from curation.store import Store
+    from kernel.store import Store
 
     cli_store = Store(ws)
     assert load_rows(cli_store, "g2") == load_rows(cli_store, "g")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curation import migrations
-from curation import store as store_mod
 from curation.datasets import load_rows
 from curation.importer import import_file
-from curation.store import Store
+from kernel import migrations
+from kernel import store as store_mod
+from kernel.store import Store
 
 DATA = Path(__file__).parent / "data"
 

@@ -8,10 +8,10 @@ import math
 import pytest
 
 from curation.browse import browse, count
-from curation.errors import StudioError
 from curation.importer import import_file
 from curation.overview import histogram
 from curation.scoring import score
+from kernel.errors import StudioError
 
 ROWS = [
     {"id": "good", "instruction": "What is the capital of France?",

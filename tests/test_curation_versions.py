@@ -8,10 +8,10 @@ import pytest
 
 from curation.datasets import diff, list_versions, load_rows, show
 from curation.edits import edit, exclude
-from curation.errors import StudioError
 from curation.export import export
 from curation.importer import import_file
 from curation.split import split
+from kernel.errors import StudioError
 
 
 @pytest.fixture
@@ -89,9 +89,9 @@ def test_diff_edit_exclude_lineage(ds):
 
 def test_int_key_migration_backfills_existing_rows(ds):
     """A workspace created before 0006 gets rids and lengths for its rows and versions."""
-    import curation.store as store_mod
+    import kernel.store as store_mod
     from curation.browse import browse
-    from curation.store import Store
+    from kernel.store import Store
 
     split(ds, "d", 0.1, seed=0)
     with ds.transaction() as con:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from studio.demo.data import DEMO_FAMILIES, DemoDataConfig, build_demo_data, normalize
 from training.synthetic import WORDS
 

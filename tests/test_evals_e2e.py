@@ -9,14 +9,14 @@ import os
 
 import pytest
 
-from curation.store import Store
-from curation.workspace import Workspace
 from evals.backends import CacheOnly
 from evals.compare import across_checkpoints, compare, forgetting
 from evals.evaluate import evaluate
 from evals.prompts import render_prompts
 from evals.suites import Suite, save_suite
 from evals.types import SamplingConfig
+from kernel.store import Store
+from kernel.workspace import Workspace
 from tests.helpers.consistency import agreement
 from training.checkpoints import resolve as resolve_model
 

@@ -9,12 +9,12 @@ import json
 
 import pytest
 
-from curation.errors import NotFoundError, StudioError
 from curation.importer import import_file
 from curation.split import split
 from evals import experiments as X
 from evals import playground as P
 from evals.types import SamplingConfig
+from kernel.errors import NotFoundError, StudioError
 from studio.cli import main as studio_main
 from training import synthetic
 from training.data import write_jsonl
@@ -32,13 +32,13 @@ def _dataset(store, tmp_path) -> str:
 def lab(tmp_path_factory, tiny_model):
     """A workspace with a seed group of two finished runs (seeds 0, 1; the first evaluated on
     the held-out split) and a lone run with another learning rate."""
-    from curation.store import Store
-    from curation.workspace import Workspace
     from evals.evaluate import evaluate
     from evals.suites import suite_from_dataset
-    from training import jobs
+    from kernel import jobs
+    from kernel.store import Store
+    from kernel.workspace import Workspace
     from training.config import TrainConfig
-    from training.launcher import launch_group, launch_training
+    from training.start_run import launch_group, launch_training
 
     mp = pytest.MonkeyPatch()
     mp.setenv("STUDIO_TORCH_THREADS", "1")
@@ -110,8 +110,8 @@ def test_loss_curves_of_two_runs(lab):
 def test_cancel_rest_of_a_group_leaves_finished_runs(lab, tmp_path):
     """A second group whose first run holds the CPU lock while the second waits queued; cancel
     the rest: both stop, the finished group is untouched."""
-    from training import jobs
-    from training.launcher import launch_group
+    from kernel import jobs
+    from training.start_run import launch_group
 
     store = lab["store"]
     cfg = dataclasses.replace(lab["cfg"], name="long", max_steps=400, save_steps=400,

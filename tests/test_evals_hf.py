@@ -14,9 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from curation.errors import StudioError
-from curation.store import Store
-from curation.workspace import Workspace
 from evals.backends import CacheOnly
 from evals.backends.hf import HFBackend
 from evals.compare import compare, forgetting
@@ -24,6 +21,9 @@ from evals.evaluate import evaluate
 from evals.prompts import render_prompts
 from evals.suites import Suite, load_suite, save_suite, suite_from_file
 from evals.types import ModelRef, SamplingConfig
+from kernel.errors import StudioError
+from kernel.store import Store
+from kernel.workspace import Workspace
 from studio.cli import main
 from tests.helpers.fixtures import make_lora_adapter
 from training.checkpoints import resolve as resolve_model

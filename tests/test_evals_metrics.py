@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from curation.errors import StudioError
 from evals.metrics import REGISTRY, MetricSpec, chrf, get_metric, lcs_length, register_metric
+from kernel.errors import StudioError
 
 
 def row(ref: str) -> dict:

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from curation.errors import StudioError
 from evals.backends import Completion
 from evals.backends.hf import HFBackend
 from evals.backends.openai import OpenAIBackend
@@ -15,6 +14,7 @@ from evals.generate import generate_cached
 from evals.judge import combine, grade, length_controlled_win_rate, pairwise
 from evals.prompts import render_prompts
 from evals.types import ModelRef, SamplingConfig
+from kernel.errors import StudioError
 from tests.helpers.fixtures import make_lora_adapter
 from tests.helpers.hf_server import serve
 from training.checkpoints import resolve as resolve_model

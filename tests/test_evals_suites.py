@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from curation.errors import NotFoundError, StudioError
 from curation.importer import import_file
 from evals.compare import across_checkpoints
 from evals.evaluate import evaluate
 from evals.suites import list_suites, load_suite, suite_from_dataset
 from evals.types import ModelRef, SamplingConfig
+from kernel.errors import NotFoundError, StudioError
 from tests.helpers.fixtures import make_lora_adapter
 from training.checkpoints import resolve as resolve_model
 

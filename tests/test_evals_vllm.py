@@ -10,14 +10,14 @@ import json
 
 import pytest
 
-from curation.store import Store
-from curation.workspace import Workspace
 from evals.backends.hf import HFBackend
 from evals.compare import compare_results
 from evals.evaluate import evaluate
 from evals.prompts import render_prompts
 from evals.suites import Suite, save_suite
 from evals.types import ModelRef, SamplingConfig
+from kernel.store import Store
+from kernel.workspace import Workspace
 from tests.helpers.consistency import agreement
 from tests.helpers.fixtures import make_lora_adapter
 from training.checkpoints import resolve as resolve_model

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from curation.errors import StudioError
 from evals.contamination import find_contamination
+from evals.eval_worker import ingest, is_ingested, prepare, run
 from evals.suites import Suite, save_suite
 from evals.types import SamplingConfig
-from evals.worker import ingest, is_ingested, prepare, run
+from kernel.errors import StudioError
 from tests.helpers.fixtures import make_lora_adapter
 
 ROWS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"reverse {w}"},
@@ -67,7 +67,7 @@ def test_prepare_run_ingest_in_process(job):
 def test_worker_as_detached_module(job):
     store, ckpts, run_dir = job
     prepare(store, run_dir, "w", ckpts, backend="hf")
-    proc = subprocess.run([sys.executable, "-m", "evals.worker", str(run_dir)],
+    proc = subprocess.run([sys.executable, "-m", "evals.eval_worker", str(run_dir)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = (run_dir / "generations.jsonl").read_text().splitlines()
@@ -78,9 +78,9 @@ def test_worker_as_detached_module(job):
 
 @pytest.mark.slow
 def test_cli_eval_detached_job_then_ingest(job, capsys):
-    """`studio eval --detach` runs evals.worker through training.jobs; eval-ingest scores it."""
+    """`studio eval --detach` runs evals.eval_worker through kernel.jobs; eval-ingest scores it."""
+    from kernel.jobs import wait
     from studio.cli import main
-    from training.jobs import wait
 
     store, ckpts, _ = job
     ws = str(store.workspace.root)

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from curation.browse import browse
-from curation.errors import StudioError
 from curation.export import export
 from curation.importer import import_file
-from curation.store import Store
 from curation.versions import check_name
-from curation.workspace import Workspace
+from kernel.errors import StudioError
+from kernel.store import Store
+from kernel.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

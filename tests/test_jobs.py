@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.errors import NotFoundError, StudioError
-from training import jobs
-from training.status import read_status, write_status
+from kernel import jobs
+from kernel.errors import NotFoundError, StudioError
+from kernel.status import read_status, write_status
 
 REPO = Path(__file__).resolve().parents[1]
 

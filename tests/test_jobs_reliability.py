@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from curation.errors import StudioError, WorkspaceBusyError
-from curation.store import Store
+from kernel import jobs
+from kernel.errors import StudioError, WorkspaceBusyError
+from kernel.status import METRICS_FILE, read_metric_lines, read_metrics, read_status
+from kernel.store import Store
 from studio.cli import main as studio_main
-from training import jobs
-from training.status import METRICS_FILE, read_metric_lines, read_metrics, read_status
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def _job_processes(workspace_root: Path) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if (b"training.job_runner" in cmd and state != "Z"
+        if (b"kernel.job_runner" in cmd and state != "Z"
                 and any(str(workspace_root).encode() in c for c in cmd)):
             found.append(int(entry.name))
     return found
@@ -220,10 +220,10 @@ def test_run_show_reads_past_a_bad_metrics_line(store, capsys):
 ZOMBIE_PROBE = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
-    from curation.store import Store
-    from curation.workspace import Workspace
-    from training import jobs
-    from training.status import read_status
+    from kernel.store import Store
+    from kernel.workspace import Workspace
+    from kernel import jobs
+    from kernel.status import read_status
 
     store = Store(Workspace.open(sys.argv[1]))
     def prepare(run_dir):

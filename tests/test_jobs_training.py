@@ -8,10 +8,11 @@ import time
 
 import pytest
 
+from kernel import jobs
+from kernel.status import read_metric_lines, read_metrics, read_status
 from tests.helpers.cli import cli_json
-from training import jobs, synthetic
+from training import synthetic
 from training.data import write_jsonl
-from training.status import read_metric_lines, read_metrics, read_status
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def _check_resolve_and_merge(workspace, capsys, checkpoint_id, tiny_model):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from curation.store import Store
+    from kernel.store import Store
     from training.checkpoints import resolve
 
     store = Store(workspace)
@@ -68,9 +69,9 @@ def _check_resolve_and_merge(workspace, capsys, checkpoint_id, tiny_model):
 
 @pytest.mark.slow
 def test_kill_9_then_resume_continues_from_last_checkpoint(env, capsys, tiny_model):
-    from curation.store import Store
+    from kernel.store import Store
     from training.config import TrainConfig
-    from training.launcher import launch_training
+    from training.start_run import launch_training
 
     workspace, data = env
     store = Store(workspace)

@@ -9,10 +9,10 @@ import pytest
 
 from curation.browse import filter_version
 from curation.dedup import dedup
-from curation.errors import NotFoundError
 from curation.importer import import_file
 from curation.split import split
 from evals import lineage as L
+from kernel.errors import NotFoundError
 from studio.cli import main as studio_main
 from training import synthetic
 from training.data import write_jsonl
@@ -80,9 +80,9 @@ def test_runs_and_held_out_metrics_under_their_versions(store, chain, tiny_model
     a checkpoint leads back to every step of its data."""
     from evals.evaluate import evaluate
     from evals.suites import suite_from_dataset
-    from training import jobs
+    from kernel import jobs
     from training.config import TrainConfig
-    from training.launcher import launch_training
+    from training.start_run import launch_training
 
     monkeypatch.setenv("STUDIO_TORCH_THREADS", "1")
     settings = {"base_model": str(tiny_model), "max_steps": 4, "save_steps": 4, "eval_steps": 4}

@@ -9,11 +9,11 @@ import socket
 import pytest
 import yaml
 
-from curation.errors import StudioError
 from curation.importer import import_file
 from curation.split import split
-from curation.store import Store
-from curation.workspace import Workspace
+from kernel.errors import StudioError
+from kernel.store import Store
+from kernel.workspace import Workspace
 from studio.cli import main as studio_main
 from training import synthetic
 from training.data import write_jsonl
@@ -52,9 +52,9 @@ def evaluated(tiny_model, tmp_path_factory):
 
     from evals.evaluate import evaluate
     from evals.suites import suite_from_dataset
-    from training import jobs
+    from kernel import jobs
     from training.config import TrainConfig
-    from training.launcher import launch_training
+    from training.start_run import launch_training
 
     os.environ.setdefault("STUDIO_TORCH_THREADS", "1")
     tmp = tmp_path_factory.mktemp("export")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from studio.cli import main
 from training import models as M
 
@@ -204,7 +204,7 @@ def test_a_model_name_works_wherever_a_base_model_is_asked_for(store, tiny_model
     from training.checkpoints import resolve
     from training.checkpoints import resolve as resolve_model
     from training.config import TrainConfig
-    from training.launcher import prepare_training
+    from training.start_run import prepare_training
 
     info = M.import_model(store, str(tiny_model), name="base-m")
     assert M.resolve_base_model(store, "base-m") == info.path

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from curation.datasets import load_rows, show
-from curation.errors import StudioError
 from curation.importer import import_file
 from curation.model_scores import ModelScoreConfig, response_losses
 from curation.noisy_labels import OOF_SCORE, drop_high_loss, row_losses
-from training import jobs
+from kernel import jobs
+from kernel.errors import StudioError
 from training.checkpoints import resolve
 from training.config import TrainConfig
 from training.data import read_jsonl

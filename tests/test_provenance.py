@@ -15,7 +15,7 @@ from curation.split import split
 from training import provenance, synthetic
 from training.config import TrainConfig
 from training.data import export_split, write_jsonl
-from training.launcher import prepare_training
+from training.start_run import prepare_training
 
 
 def _dataset(store, tmp_path, n=60, name="support"):

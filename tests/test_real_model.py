@@ -30,8 +30,8 @@ GARBAGE = {"instruction": "Name three primary colors.",
 @pytest.fixture(scope="module")
 def real_ws(tmp_path_factory, smollm2_model):
     """A workspace with the real model imported under the name 'smol' (from the cached folder)."""
-    from curation.store import Store
-    from curation.workspace import Workspace
+    from kernel.store import Store
+    from kernel.workspace import Workspace
     from training.models import import_model
 
     store = Store(Workspace.open(tmp_path_factory.mktemp("real") / "ws"))
@@ -86,11 +86,11 @@ def test_loop_end_to_end_on_the_real_model(real_ws, real_data, require_vllm, tmp
     from evals.prompts import render_prompts
     from evals.suites import suite_from_dataset
     from evals.types import SamplingConfig
+    from kernel import jobs
     from tests.helpers.consistency import agreement
-    from training import jobs
     from training.checkpoints import resolve as resolve_model
     from training.config import TrainConfig
-    from training.launcher import launch_training
+    from training.start_run import launch_training
 
     monkeypatch.setenv("STUDIO_TORCH_THREADS", "1")  # inherited by the job: shared cores
     store = real_ws

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curation import migrations
-from curation import store as store_mod
-from curation.store import Store
 from evals.ablation import step_differences
+from kernel import migrations
+from kernel import store as store_mod
+from kernel.store import Store
 from studio.demo.attribution import attribution_lines, demo_chain
 from training.groups import get_group, list_groups, run_groups_by_run
 

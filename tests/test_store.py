@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from curation.store import Store
+from kernel.store import Store
 
 
 def test_migrations_are_recorded_once(workspace):
@@ -40,8 +40,8 @@ def test_other_process_waits_for_lock_instead_of_failing(workspace, tmp_path):
         con.close()
     """)
     writer = textwrap.dedent(f"""
-        from curation.store import Store
-        from curation.workspace import Workspace
+        from kernel.store import Store
+        from kernel.workspace import Workspace
         s = Store(Workspace.open({str(workspace.root)!r}))
         with s.transaction() as con:
             con.execute("INSERT INTO datasets (name) VALUES ('from_b')")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from curation.datasets import load_rows
-from curation.errors import NotFoundError
 from curation.importer import import_file
-from curation.store import Store
+from kernel.errors import NotFoundError
+from kernel.store import Store
 
 N = 30_000
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from curation.errors import NotFoundError, StudioError
 from curation.importer import import_file
 from evals import sweep as S
 from evals.suites import Suite, save_suite
 from evals.sweep_winner import pick_winner
+from kernel.errors import NotFoundError, StudioError
 from studio.cli import main as studio_main
 from training import synthetic
 from training.config import TrainConfig

@@ -17,8 +17,8 @@ import pytest
 
 from training.config import TrainConfig
 from training.data import export_split
-from training.launch import build_launch_command
-from training.launcher import prepare_training
+from training.multi_gpu import build_launch_command
+from training.start_run import prepare_training
 from training.trainer import CONFIG_FILE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def test_torchrun_two_ranks_match_one_process_and_only_rank0_writes(store, tiny_
     ddp_dir = prepare_run(store, tiny_model, tmp_path, "ddp", batch_size=4)       # 2 x 4
     single_dir = prepare_run(store, tiny_model, tmp_path, "single", batch_size=8)  # 1 x 8
     cmd = build_launch_command(ddp_dir, 2)
-    assert cmd[-3:-1] == ["-m", "training.worker"]
+    assert cmd[-3:-1] == ["-m", "training.train_worker"]
     cmd[-3:-1] = ["-m", "tests.torchrun_probe"]
     run(cmd, ddp_dir)
     run([sys.executable, "-m", "tests.torchrun_probe", str(single_dir)], single_dir)
@@ -100,7 +100,7 @@ def test_fsdp_accelerate_config_is_valid_for_accelerate():
     cfg = ClusterConfig.from_yaml_file(str(FSDP_CONFIG))  # unknown keys raise here
     assert cfg.distributed_type == DistributedType.FSDP and cfg.mixed_precision == "bf16"
     args = launch_command_parser().parse_args(
-        ["--config_file", str(FSDP_CONFIG), "-m", "training.worker", "RUN_DIR"])
+        ["--config_file", str(FSDP_CONFIG), "-m", "training.train_worker", "RUN_DIR"])
     args, _, _ = _validate_launch_command(args)
     assert args.use_fsdp and args.num_processes == 8
     env = prepare_multi_gpu_env(args)

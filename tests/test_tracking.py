@@ -9,12 +9,12 @@ import os
 
 import pytest
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
+from kernel.status import read_metrics
 from training import provenance, synthetic, tracking
 from training.config import TrainConfig
 from training.data import export_split, split_rows
 from training.preflight import preflight
-from training.status import read_metrics
 from training.trainer import build_trainer, latest_hf_checkpoint
 
 

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from curation.errors import NotFoundError, StudioError
+from kernel.errors import NotFoundError, StudioError
 from training import synthetic
 from training.config import TrainConfig
 from training.data import read_jsonl, split_rows, write_jsonl
-from training.launcher import launch_training, prepare_training
 from training.preflight import preflight
+from training.start_run import launch_training, prepare_training
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from training import synthetic
 from training.collate import PackedCollator, PaddedCollator
 from training.formatting import (

@@ -6,15 +6,15 @@ import sys
 
 import pytest
 
-from curation.errors import StudioError
-from training.launch import build_launch_command
+from kernel.errors import StudioError
+from training.multi_gpu import build_launch_command
 
 
 def test_torchrun_command(tmp_path):
     cmd = build_launch_command(tmp_path / "run", 4)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert cmd[cmd.index("--nproc_per_node") + 1] == "4" and "--standalone" in cmd
-    assert cmd[-3:] == ["-m", "training.worker", str((tmp_path / "run").resolve())]
+    assert cmd[-3:] == ["-m", "training.train_worker", str((tmp_path / "run").resolve())]
 
 
 def test_accelerate_fsdp_command(tmp_path):

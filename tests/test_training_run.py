@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
+from kernel.status import read_metrics
 from training import synthetic
 from training.config import VLLM_LORA_RANKS, TrainConfig
 from training.data import split_rows
 from training.preflight import preflight
-from training.status import read_metrics
 from training.trainer import build_trainer
 
 

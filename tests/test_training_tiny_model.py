@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from training.tiny_model import TinyModelConfig, build_tiny_model, greedy_accuracy
 
 

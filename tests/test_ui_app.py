@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from curation.store import Store
+from kernel.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "studio" / "app.py"
@@ -32,7 +32,7 @@ def texts(at: AppTest, kind: str) -> list[str]:
 
 def add_run(store: Store, run_id: str, state: str, metrics: list[dict], kind: str = "train",
             pid: int | None = None) -> Path:
-    """A run as training.jobs leaves it: a row in `runs` and a folder with metrics and a log."""
+    """A run as kernel.jobs leaves it: a row in `runs` and a folder with metrics and a log."""
     folder = store.workspace.run_dir(run_id)
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics)
@@ -270,7 +270,8 @@ def test_curate_dedup_runs_in_background_and_keeper_override_saves_version(ui_en
 @pytest.mark.slow
 def test_train_page_launches_a_tiny_run_and_charts_it(ui_env, tmp_path, tiny_model):
     from curation.importer import import_file
-    from training import jobs, synthetic
+    from kernel import jobs
+    from training import synthetic
 
     rows = synthetic.generate(["repeat_twice"], 24, seed=1)
     path = tmp_path / "tune.jsonl"
@@ -307,7 +308,7 @@ def test_train_form_rejects_bad_values_with_a_readable_error(ui_env, tmp_path):
     assert not at.exception
     errors = texts(at, "error")
     assert errors and "learning_rate" in errors[0]
-    from training.jobs import list_runs
+    from kernel.jobs import list_runs
     assert list_runs(ui_env) == []
 
 
@@ -405,7 +406,7 @@ def test_statistics_tab_draws_length_and_score_histograms(ui_env, tmp_path):
 def test_cancel_button_kills_the_job_process_group(ui_env):
     import subprocess
 
-    # A job as training.jobs starts it: its own process group, state in status.json
+    # A job as kernel.jobs starts it: its own process group, state in status.json
     live = subprocess.Popen(["sleep", "120"], start_new_session=True)
     try:
         add_run(ui_env, "run-live", "running", [{"step": 1, "loss": 2.0}], pid=live.pid)

@@ -175,7 +175,7 @@ def hostile_workspace(ws: Path, bait: str) -> dict[str, str]:
     names and errors are the same kind of Markdown."""
     from curation.dedup import dedup
     from curation.importer import import_file
-    from curation.store import Store
+    from kernel.store import Store
 
     texts = {"id": f"r1` ![id]({bait}/id.png) `x",
              "instruction": f"Describe ![inst]({bait}/inst.png) please",

@@ -31,9 +31,9 @@ def compare_ws(tmp_path, tiny_model) -> Path:
     given = os.environ.get("STUDIO_COMPARE_WS")
     if given:
         return Path(given)
-    from curation.store import Store
     from evals.evaluate import evaluate
     from evals.suites import Suite, save_suite
+    from kernel.store import Store
     from tests.helpers.fixtures import make_lora_adapter
     from training import synthetic
 

@@ -25,7 +25,7 @@ ROWS += [{**ROWS[3], "id": "w03-copy"}, {**ROWS[5], "id": "w05-copy"}]  # exact 
 @pytest.fixture
 def words_ui(tmp_path):
     from curation.importer import import_file
-    from curation.store import Store
+    from kernel.store import Store
 
     ws = tmp_path / "ws"
     path = tmp_path / "words.jsonl"
@@ -53,7 +53,7 @@ def timed_step(page, ws, button: str, done_text: str) -> tuple[float, float]:
     seconds from the click, and from the step's end (its new version's commit time, on this
     same machine's clock) to the result being shown: the page's own delay."""
     from curation.datasets import list_versions
-    from curation.store import Store
+    from kernel.store import Store
 
     t0 = time.monotonic()
     page.get_by_role("button", name=button).click()

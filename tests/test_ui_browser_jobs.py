@@ -27,8 +27,8 @@ LONG_ROWS = 2000
 @pytest.fixture
 def jobs_server(tmp_path, tiny_model):
     from curation.importer import import_file
-    from curation.store import Store
     from evals.suites import Suite, save_suite
+    from kernel.store import Store
     from tests.helpers.fixtures import make_lora_adapter
     from training import synthetic
     from training.merge import merge_checkpoint
@@ -70,8 +70,8 @@ def test_jobs_refresh_live_merge_evaluate_cancel(jobs_server, chromium_path):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    from curation.store import Store
-    from training.jobs import list_runs
+    from kernel.jobs import list_runs
+    from kernel.store import Store
 
     url, ws = jobs_server
     with sync_playwright() as p:
@@ -163,7 +163,7 @@ def test_jobs_refresh_live_merge_evaluate_cancel(jobs_server, chromium_path):
             wait_sidebar_jobs(page, "0", 10_000)
             settle(page)
             log = page.get_by_test_id("stCode").first.inner_text()
-            assert "[job] evals.worker starting" in log and "[eval] base:" in log, log
+            assert "[job] evals.eval_worker starting" in log and "[eval] base:" in log, log
             shot(page, "jobs-07-eval-cancelled-log")
             no_tracebacks(page)
         except Exception:

@@ -23,14 +23,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 def lab(tmp_path, tiny_model, monkeypatch):
     from curation.importer import import_file
     from curation.split import split
-    from curation.store import Store
-    from curation.workspace import Workspace
     from evals.evaluate import evaluate
     from evals.suites import suite_from_dataset
-    from training import jobs, synthetic
+    from kernel import jobs
+    from kernel.store import Store
+    from kernel.workspace import Workspace
+    from training import synthetic
     from training.config import TrainConfig
     from training.data import write_jsonl
-    from training.launcher import launch_group
+    from training.start_run import launch_group
 
     monkeypatch.setenv("STUDIO_TORCH_THREADS", "1")
     ws = tmp_path / "ws"
@@ -58,8 +59,8 @@ def test_playground_experiments_and_lineage_pages(lab, chromium_path):
 def journey(url: str, store, runs: list[str], cfg, chromium_path: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    from training import jobs
-    from training.launcher import launch_group
+    from kernel import jobs
+    from training.start_run import launch_group
 
     a, b = runs
     ckpt = f"{a}/step-4"

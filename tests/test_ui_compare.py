@@ -129,9 +129,9 @@ def test_small_n_caveat_is_dropped_where_the_difference_is_significant():
 def evaluated(tmp_path_factory, tiny_model):
     """A task suite with categories and a general suite, evaluated for real (HF backend) on the
     base model and two perturbed LoRA adapters; the scores are stored by `evaluate`."""
-    from curation.store import Store
     from evals.evaluate import evaluate
     from evals.suites import Suite, save_suite
+    from kernel.store import Store
     from tests.helpers.fixtures import make_lora_adapter
     from training import synthetic
 
@@ -178,8 +178,8 @@ def test_stored_comparison_matches_a_fresh_one_and_is_computed_once(evaluated):
 
 @pytest.mark.slow
 def test_stored_results_name_a_checkpoint_that_was_not_evaluated(evaluated, tmp_path):
-    from curation.errors import StudioError
     from evals.results import stored_results
+    from kernel.errors import StudioError
 
     store, (base, _, _) = evaluated
     got = stored_results(store, "task", [base])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from curation.store import Store
+from kernel.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "studio" / "views"

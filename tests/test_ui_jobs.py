@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from curation.store import Store
+from kernel.store import Store
 from studio.ui import runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def page(name: str) -> AppTest:
 
 def add_run(store: Store, run_id: str, status: dict, name: str | None = None,
             kind: str = "train", pid: int | None = None) -> Path:
-    """A run as training.jobs leaves it: a row in `runs` and a folder with its status file."""
+    """A run as kernel.jobs leaves it: a row in `runs` and a folder with its status file."""
     folder = store.workspace.run_dir(run_id)
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     (folder / "status.json").write_text(json.dumps({"pid": pid, **status}))
@@ -97,11 +97,11 @@ def test_checkpoint_progress_skips_malformed_entries():
 
 def test_eval_worker_reports_per_checkpoint_progress_while_generating(store, tiny_model,
                                                                       tmp_path, capsys):
+    from evals.eval_worker import chunks, prepare, run
     from evals.suites import Suite, save_suite
     from evals.types import SamplingConfig
-    from evals.worker import chunks, prepare, run
+    from kernel.status import read_status
     from tests.helpers.fixtures import make_lora_adapter
-    from training.status import read_status
 
     adapter = make_lora_adapter(tiny_model, tmp_path / "ad", seed=5, scale=0.3)
     save_suite(store, Suite(name="w", rows=ROWS, metrics=["exact_match"],
@@ -182,7 +182,7 @@ def test_job_state_follows_the_run_files_and_the_sidebar_count_drops(ui_env):
         at.switch_page(str(PAGES / "train.py")).run()
         assert {m.label: m.value for m in at.metric}["Running"] == "1"
         assert any(p.text.startswith("step 0 of 3") for p in at.get("progress"))
-        # the job finishes as training.job_runner ends it: final status, process gone
+        # the job finishes as kernel.job_runner ends it: final status, process gone
         (folder / "status.json").write_text(json.dumps(
             {"state": "completed", "progress": 1.0, "step": 3, "max_steps": 3,
              "started_at": time.time() - 5, "finished_at": time.time(), "pid": live.pid}))
@@ -201,8 +201,8 @@ def test_job_state_follows_the_run_files_and_the_sidebar_count_drops(ui_env):
 
 def test_evaluate_link_preselects_a_checkpoint_with_its_base_model(ui_env, tiny_model):
     from evals.suites import Suite, save_suite
+    from kernel.jobs import refresh
     from tests.helpers.fixtures import make_lora_adapter
-    from training.jobs import refresh
 
     save_suite(ui_env, Suite(name="w", rows=ROWS[:3], metrics=["exact_match"]))
     rid = "train-20261201-130000-dddd"

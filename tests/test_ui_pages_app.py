@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from curation.importer import import_file
 from curation.split import split
-from curation.store import Store
+from kernel.store import Store
 from studio.ui.lineage_graph import graph
 from training import synthetic
 from training.data import write_jsonl

@@ -14,8 +14,8 @@ from pathlib import Path
 
 
 def main(run_dir: str) -> None:
+    from kernel import status as st
     from training import callbacks, trainer
-    from training import status as st
 
     rank = int(os.environ.get("RANK", "0"))
     probe = Path(run_dir) / "probe"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from kernel import status as st
+from kernel.status import CHECKPOINTS_DIR, META_FILE
 from training import provenance
-from training import status as st
-from training.status import CHECKPOINTS_DIR, META_FILE
 
 _KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "eval_loss"}
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.errors import NotFoundError, StudioError
-from training.status import META_FILE
+from kernel.errors import NotFoundError, StudioError
+from kernel.status import META_FILE
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def resolve(store, checkpoint_id: str) -> ModelRef:
     sql = "SELECT id, path, base_model FROM checkpoints WHERE id = ?"
     rows = store.query(sql, [checkpoint_id])
     if not rows:
-        from training.jobs import refresh
+        from kernel.jobs import refresh
 
         refresh(store)
         rows = store.query(sql, [checkpoint_id])

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 # vLLM accepts only these LoRA ranks (max_lora_rank); keeping to them keeps adapters servable.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)

@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-from curation.errors import NotFoundError, StudioError
+from kernel.errors import NotFoundError, StudioError
 from training.config import TrainConfig
 from training.formatting import row_messages
 

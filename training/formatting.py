@@ -22,7 +22,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 IGNORE_INDEX = -100
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import json
 
-from curation.errors import NotFoundError, StudioError
+from kernel.errors import NotFoundError, StudioError
 
 
 def parse_seeds(text: str | list[int]) -> list[int]:
@@ -115,8 +115,8 @@ def run_groups_by_run(store) -> dict[str, list[dict]]:
 def cancel_group(store, ref: str) -> list[dict]:
     """Cancel every run of a recorded group that has not finished (the rest of a sweep);
     returns [{run_id, state}] for the runs it cancelled. Finished runs keep their results."""
-    from training.jobs import cancel, list_runs
-    from training.status import TERMINAL
+    from kernel.jobs import cancel, list_runs
+    from kernel.status import TERMINAL
 
     group = get_group(store, ref)
     states = {r["id"]: r["state"] for r in list_runs(store)}
@@ -138,7 +138,7 @@ def group_runs(store, ref: str) -> list[dict]:
     Each run: {run_id, name, seed, state, checkpoint} where checkpoint is the run's last one
     (None while it has none). Raises NotFoundError when nothing matches.
     """
-    from training.jobs import refresh
+    from kernel.jobs import refresh
 
     refresh(store)
     members = store.query(

@@ -1,6 +1,6 @@
 """Listings the front ends show: checkpoint ids in comparison order and run names.
 
-Runs themselves are listed by `training.jobs.list_runs` (it ingests run folders first).
+Runs themselves are listed by `kernel.jobs.list_runs` (it ingests run folders first).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from training.checkpoints import resolve
 
 CARD_TAGS = ["tuning-studio", "lora", "merged", "sft"]

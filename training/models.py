@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from curation.errors import NotFoundError, StudioError
+from kernel.errors import NotFoundError, StudioError
 
 # Named models that ship inside a PyPI package (no hub needed): name -> (package, file in it).
 OFFLINE_MODELS = {
@@ -265,7 +265,7 @@ _COLUMNS = ("name", "path", "source", "source_kind", "architecture", "n_paramete
 
 
 def _store_of(store_or_workspace):
-    from curation.store import Store
+    from kernel.store import Store
 
     return store_or_workspace if isinstance(store_or_workspace, Store) else Store(store_or_workspace)
 

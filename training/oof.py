@@ -21,16 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from curation.datasets import load_rows, resolve_ref
-from curation.errors import StudioError
 from curation.model_scores import ModelScoreConfig, response_losses
 from curation.noisy_labels import OOF_SCORE, OOF_SCORER
 from curation.scoring import save_scores
-from training import jobs
+from kernel import jobs
+from kernel.errors import StudioError
+from kernel.status import read_metrics
 from training.checkpoints import list_checkpoints, resolve
 from training.config import TrainConfig
 from training.data import write_jsonl
-from training.launcher import launch_training
-from training.status import read_metrics
+from training.start_run import launch_training
 
 ROW_KEYS = ("id", "messages", "instruction", "response", "system", "category", "tools")
 

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from training.config import ALL_LINEAR, TrainConfig
 from training.formatting import encode_row, ensure_chat_template
 

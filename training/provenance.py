@@ -22,7 +22,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from curation.errors import NotFoundError
+from kernel.errors import NotFoundError
 
 PROVENANCE_FILE = "provenance.json"
 HASH_CACHE_FILE = "file-hashes.json"   # <workspace>/cache/: sha256 by path + mtime + size

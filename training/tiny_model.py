@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from training import synthetic
 
 # Bump when the builder's code changes what it produces (part of the fingerprint).

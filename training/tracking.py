@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 TENSORBOARD_DIR = "tensorboard"
 TRACKING_FILE = "tracking.json"
@@ -39,7 +39,7 @@ def mlflow_uri(run_dir: str | Path) -> str:
     """$MLFLOW_TRACKING_URI, else a file store in the run's workspace (or the run folder)."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    from curation.workspace import DB_FILENAME
+    from kernel.workspace import DB_FILENAME
 
     run_dir = Path(run_dir).resolve()
     workspace = run_dir.parent.parent

@@ -16,9 +16,9 @@ import os
 import time
 from pathlib import Path
 
-from curation.errors import StudioError
+from kernel import status as st
+from kernel.errors import StudioError
 from training import provenance, tracking
-from training import status as st
 from training.collate import PackedCollator, PaddedCollator, TokenCounter
 from training.config import TrainConfig
 from training.data import EVAL_FILE, TRAIN_FILE, read_jsonl
@@ -177,7 +177,7 @@ def latest_hf_checkpoint(run_dir: str | Path) -> str | None:
 
 
 def run(run_dir: str | Path, resume: bool = False) -> dict:
-    """Train from a run folder prepared by `training.launcher`; returns the final metrics."""
+    """Train from a run folder prepared by `training.start_run`; returns the final metrics."""
     run_dir = Path(run_dir)
     cfg = TrainConfig.from_yaml(run_dir / CONFIG_FILE)
     train_rows = read_jsonl(run_dir / TRAIN_FILE)

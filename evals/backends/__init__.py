@@ -12,12 +12,12 @@ across backends or settings, not even greedy float32 ones where HF and vLLM agre
 
 from __future__ import annotations
 
-from curation.errors import StudioError
 from evals.backends.base import Backend, CacheOnly, Completion, describe_identity, identity_text
 from evals.backends.hf import HFBackend
 from evals.backends.openai import OpenAIBackend
 from evals.backends.vllm import VLLMBackend
 from evals.types import ModelRef
+from kernel.errors import StudioError
 
 _CLASSES = {"hf": HFBackend, "vllm": VLLMBackend, "openai": OpenAIBackend}
 BACKENDS: tuple[str, ...] = tuple(_CLASSES)

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from curation.errors import StudioError
 from evals.types import ModelRef, SamplingConfig
+from kernel.errors import StudioError
 
 
 @dataclass

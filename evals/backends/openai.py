@@ -12,10 +12,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from curation.errors import StudioError
 from evals.backends.base import Completion
 from evals.prompts import truncate_at_stop
 from evals.types import ModelRef, SamplingConfig
+from kernel.errors import StudioError
 
 
 def _v1(base_url: str) -> str:

@@ -13,10 +13,10 @@ import json
 import os
 from pathlib import Path
 
-from curation.errors import StudioError
 from evals.backends.base import Completion
 from evals.prompts import load_tokenizer, truncate_at_stop
 from evals.types import ModelRef, SamplingConfig
+from kernel.errors import StudioError
 
 ALLOWED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 

@@ -19,7 +19,7 @@ import traceback
 
 import click
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from studio.cli.common import (
     EXIT_ABORTED,
     EXIT_INTERNAL,

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from curation.store import Store
-from curation.workspace import Workspace
+from kernel.store import Store
+from kernel.workspace import Workspace
 
 # Exit codes: scripts and CI branch on them, so each has one meaning (tests/test_cli_exit_codes.py).
 EXIT_OK = 0

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 import click
 
 from curation.dedup import DEDUP_METHODS
-from curation.errors import StudioError
 from curation.formats import FORMATS
 from curation.noisy_labels import DENOISE_SCORE, HIGH_MODE_POSTERIOR, OOF_SCORER
 from curation.scoring import SCORERS
+from kernel.errors import StudioError
 from studio.cli.common import cli, emit, get_store, json_option, table
 
 

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from curation.errors import StudioError
 from evals.backends import BACKENDS, describe_identity
 from evals.stats import format_p
+from kernel.errors import StudioError
 from studio.cli.common import EXIT_GATE_FAILED, cli, emit, get_store, json_option, table
 
 backend_option = click.option("--backend", type=click.Choice(BACKENDS),
@@ -121,8 +121,8 @@ def eval_cmd(ctx, suite, checkpoints, backend, base_url, batch_size, dtype, cont
 @click.pass_context
 def eval_ingest_cmd(ctx, run_id, as_json) -> None:
     """Store a finished eval job's generations and score its suite."""
-    from evals.worker import ingest
-    from training.jobs import get_run
+    from evals.eval_worker import ingest
+    from kernel.jobs import get_run
 
     store = get_store(ctx)
     run = get_run(store, run_id)

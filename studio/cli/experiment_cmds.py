@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
-from curation.errors import StudioError
 from evals.backends import BACKENDS
+from kernel.errors import StudioError
 from studio.cli.common import cli, emit, get_store, json_option, table
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from studio.cli.common import cli, emit, get_store, json_option, render, table
 
 _PROVENANCE_KEYS = ("dataset_ref", "data_file", "rows_sha256", "train_file_sha256",

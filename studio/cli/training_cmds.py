@@ -11,7 +11,7 @@ import time
 
 import click
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from studio.cli.common import cli, emit, get_store, json_option, render, table
 from studio.cli.config_options import dataclass_options, field_values
 from training.config import TrainConfig
@@ -56,8 +56,8 @@ def build_tiny(path: str, steps: int | None, seed: int, as_json: bool) -> None:
 def train(ctx: click.Context, config_path: str | None, extra: tuple[str, ...], wait: bool,
           as_json: bool, seeds: str | None, **fields) -> None:
     """Launch a LoRA SFT run as a background job (validated before anything starts)."""
-    from training import jobs
-    from training.launcher import launch_training
+    from kernel import jobs
+    from training.start_run import launch_training
 
     cfg = train_config(config_path, fields, extra)
     store = get_store(ctx)
@@ -81,8 +81,8 @@ def train(ctx: click.Context, config_path: str | None, extra: tuple[str, ...], w
 
 
 def _train_group(store, cfg, seeds: str, seed_given: bool, wait: bool, as_json: bool) -> None:
-    from training import jobs
-    from training.launcher import launch_group
+    from kernel import jobs
+    from training.start_run import launch_group
 
     if seed_given:
         raise StudioError("--seed and --seeds exclude each other: give the seeds in --seeds")
@@ -134,7 +134,7 @@ def _summary(run: dict) -> dict:
 @click.pass_context
 def runs(ctx: click.Context, kind: str | None, as_json: bool) -> None:
     """List jobs, newest first (ingesting what running jobs wrote)."""
-    from training.jobs import list_runs
+    from kernel.jobs import list_runs
 
     rows = list_runs(get_store(ctx), kind=kind)
     if as_json or not rows:
@@ -157,8 +157,8 @@ def run_group() -> None:
 @click.pass_context
 def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """State, progress, last metrics and checkpoints of a run."""
+    from kernel.jobs import get_run
     from training import provenance
-    from training.jobs import get_run
 
     store = get_store(ctx)
     run = get_run(store, run_id)
@@ -182,8 +182,8 @@ def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
 @click.pass_context
 def run_logs(ctx: click.Context, run_id: str, follow: bool, lines: int, as_json: bool) -> None:
     """The run's log (tail), optionally followed."""
-    from training.jobs import get_run
-    from training.status import LOG_FILE, TERMINAL, log_tail
+    from kernel.jobs import get_run
+    from kernel.status import LOG_FILE, TERMINAL, log_tail
 
     store = get_store(ctx)
     run = get_run(store, run_id)
@@ -215,7 +215,7 @@ def run_logs(ctx: click.Context, run_id: str, follow: bool, lines: int, as_json:
 @click.pass_context
 def run_cancel(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Kill the run's whole process group and mark it cancelled."""
-    from training.jobs import cancel
+    from kernel.jobs import cancel
 
     run = cancel(get_store(ctx), run_id)
     emit(_summary(run), as_json, human=f"cancelled {run_id}")
@@ -228,7 +228,7 @@ def run_cancel(ctx: click.Context, run_id: str, as_json: bool) -> None:
 @click.pass_context
 def run_resume(ctx: click.Context, run_id: str, wait: bool, as_json: bool) -> None:
     """Relaunch a failed or cancelled run from its last checkpoint."""
-    from training import jobs
+    from kernel import jobs
 
     store = get_store(ctx)
     run = jobs.resume(store, run_id)
@@ -252,8 +252,8 @@ def run_merge(ctx: click.Context, run_id: str, checkpoint: str | None, out: str,
               push: str | None, private: bool, as_json: bool) -> None:
     """Merge a checkpoint's adapter into its base model and save the full model with a model
     card (README.md: base model, dataset version, config, eval results)."""
+    from kernel.jobs import refresh
     from training.checkpoints import list_checkpoints
-    from training.jobs import refresh
     from training.merge import export_model
 
     store = get_store(ctx)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from studio.cli.common import cli, emit, get_workspace, json_option
 
 APP = Path(__file__).resolve().parents[1] / "app.py"

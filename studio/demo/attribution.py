@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from curation.store import Store
 from evals.ablation import attribute_chain
+from kernel.store import Store
 
 
 def demo_chain(raw_ref: str, raw_rows: int, curation_steps: list[dict],

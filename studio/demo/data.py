@@ -20,7 +20,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from training.data import write_jsonl
 from training.synthetic import BASE_FAMILIES, FAMILIES, wrong_response
 

@@ -25,7 +25,7 @@ from curation.noisy_labels import (
     row_losses,
 )
 from curation.scoring import score
-from curation.store import Store
+from kernel.store import Store
 from training.config import TrainConfig
 from training.merge import merge_checkpoint
 from training.oof import score_out_of_fold

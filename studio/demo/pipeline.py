@@ -23,17 +23,18 @@ from transformers.utils import logging as hf_logging
 from curation.browse import filter_version
 from curation.datasets import list_datasets, load_rows, resolve_ref
 from curation.dedup import dedup
-from curation.errors import StudioError
 from curation.filters import Condition
 from curation.importer import import_file
 from curation.scoring import score
-from curation.store import Store
 from curation.versions import lineage
-from curation.workspace import Workspace
 from evals.backends import get_backend
 from evals.compare import compare_results
 from evals.evaluate import evaluate
 from evals.suites import suite_from_file
+from kernel import jobs
+from kernel.errors import StudioError
+from kernel.store import Store
+from kernel.workspace import Workspace
 from studio.demo.attribution import attribute, demo_chain
 from studio.demo.clock import Clock, Progress
 from studio.demo.data import DemoData, build_demo_data
@@ -41,13 +42,12 @@ from studio.demo.denoise import denoise, losses_of, quality, score_rows
 from studio.demo.health import check_learning
 from studio.demo.result import DemoResult, Paired, Score
 from studio.demo.settings import FULL_PLAN, LABELS, QUICK_PLAN, DemoSettings
-from training import jobs
 from training.checkpoints import base_checkpoint_id, list_checkpoints
 from training.checkpoints import resolve as resolve_model
 from training.config import TrainConfig
 from training.data import write_jsonl
-from training.launcher import launch_training
 from training.oof import training_losses
+from training.start_run import launch_training
 from training.tiny_model import TinyModelConfig, build_tiny_model
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.errors import StudioError
 from evals.stats import grouped_compare
+from kernel.errors import StudioError
 from studio.demo.clock import Progress
 from studio.demo.pipeline import run_demo
 from studio.demo.result import DemoResult

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 from studio.demo.data import DemoDataConfig
 
 LABELS = ("base", "raw", "curated", "curated+replay")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 
 @dataclass

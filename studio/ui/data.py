@@ -14,7 +14,7 @@ from pathlib import Path
 
 from curation.datasets import list_datasets, list_versions
 from curation.export import export
-from curation.store import Store
+from kernel.store import Store
 
 # export format -> (file suffix, MIME type) of what the browser downloads
 DOWNLOADS = {"jsonl": (".jsonl", "application/jsonl"),

@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 MISSING = dataclasses.MISSING
 

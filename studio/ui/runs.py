@@ -1,6 +1,6 @@
 """Reading a job's run folder for the live views: labels, metrics, log tail, progress, ETA.
 
-Jobs write `runs/<id>/metrics.jsonl`, `log.txt` and `status.json` (training.status); the live
+Jobs write `runs/<id>/metrics.jsonl`, `log.txt` and `status.json` (kernel.status); the live
 views read them through that module every 2 s without touching the database. `run_label` is
 the one way a run is named on every page (name + short id).
 """
@@ -14,14 +14,14 @@ from typing import Any
 
 import pandas as pd
 
+from kernel.status import JOB_STATES, TERMINAL, read_metrics, read_status
+from kernel.status import log_tail as read_log_tail
 from training.checkpoints import parse_checkpoint_id
-from training.status import JOB_STATES, TERMINAL, read_metrics, read_status
-from training.status import log_tail as read_log_tail
 
 CHART_METRICS = {"loss": "train loss", "eval_loss": "eval loss", "lr": "learning rate",
                  "tokens_per_s": "tokens / s"}
 ACTIVE = tuple(s for s in JOB_STATES if s not in TERMINAL)  # queued, running
-_GENERATED_ID = re.compile(r"^[a-z]+-\d{8}-\d{6}-([0-9a-f]{4,})$")  # training.jobs.new_run_id
+_GENERATED_ID = re.compile(r"^[a-z]+-\d{8}-\d{6}-([0-9a-f]{4,})$")  # kernel.jobs.new_run_id
 
 
 def short_id(run_id: str) -> str:

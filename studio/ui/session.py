@@ -14,9 +14,9 @@ from typing import Any
 
 import streamlit as st
 
-from curation.errors import StudioError
-from curation.store import Store
-from curation.workspace import resolve_workspace_path
+from kernel.errors import StudioError
+from kernel.store import Store
+from kernel.workspace import resolve_workspace_path
 from studio.ui.text import literal
 
 WORKSPACE_KEY = "studio_workspace"

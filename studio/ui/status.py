@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from curation.errors import StudioError
 from evals.jobs import ingest_finished
+from kernel import jobs
+from kernel.errors import StudioError
 from studio.ui.runs import ACTIVE
 from studio.ui.session import set_workspace, store, workspace_path
 from studio.ui.text import literal
-from training import jobs
 
 
 @st.cache_resource(show_spinner=False)

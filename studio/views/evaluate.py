@@ -15,6 +15,8 @@ from evals.backends import BACKENDS
 from evals.jobs import ingest_finished, launch_eval
 from evals.results import latest_results
 from evals.suites import list_suites
+from kernel.jobs import cancel
+from kernel.status import read_status
 from studio.ui import runs
 from studio.ui.session import call, store
 from studio.ui.status import list_runs
@@ -22,9 +24,7 @@ from studio.ui.tabs import open_tab, switchable_tabs
 from studio.ui.text import literal
 from studio.ui.widgets import header
 from training.checkpoints import base_checkpoint_id, resolve
-from training.jobs import cancel
 from training.listing import checkpoint_ids
-from training.status import read_status
 
 header("Evaluate", "Generate answers to held-out suites with each checkpoint (base model "
        "included) and score them. Outputs are cached by model, adapter, prompt and sampling: "

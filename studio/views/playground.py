@@ -11,11 +11,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from curation.errors import StudioError
-from curation.store import Store
 from evals.backends import BACKENDS
 from evals.playground import Chat, base_of, open_chat
 from evals.types import SamplingConfig
+from kernel.errors import StudioError
+from kernel.store import Store
 from studio.ui.compare_data import short
 from studio.ui.session import call, store, workspace_path
 from studio.ui.text import literal

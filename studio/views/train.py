@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from kernel.jobs import cancel, resume
 from studio.ui import charts, runs
 from studio.ui.data import dataset_overview, versions_of
 from studio.ui.forms import build_config, dataclass_form
@@ -21,10 +22,9 @@ from studio.ui.text import literal
 from studio.ui.train_form import ESSENTIALS, base_model_labels, field_choices
 from studio.ui.widgets import header
 from training.config import TrainConfig
-from training.jobs import cancel, resume
-from training.launcher import launch_training
 from training.listing import base_model_choices, checkpoint_ids
 from training.merge import export_model
+from training.start_run import launch_training
 
 header("Train", "Fine-tune a LoRA adapter on a dataset version. Runs are durable jobs: closing "
        "the tab or reloading never stops them, and every tab sees the same runs.")

@@ -95,8 +95,8 @@ def no_tracebacks(page) -> None:
 
 def add_suites(ws: Path) -> None:
     """A task suite (what the run should learn) and a general one (what it must not forget)."""
-    from curation.store import Store
     from evals.suites import Suite, save_suite
+    from kernel.store import Store
     from training import synthetic
 
     store = Store(ws)

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def cli_json(capsys, workspace, *args: str):
     """`studio --workspace WS ARGS` in this process; its stdout parsed as one JSON document."""
-    from curation.workspace import Workspace
+    from kernel.workspace import Workspace
     from studio.cli import main as studio_main
 
     root = workspace.root if isinstance(workspace, Workspace) else workspace  # (Path.root is "/")

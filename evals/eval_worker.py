@@ -1,11 +1,11 @@
 """Eval job entry: generate in a detached process that never opens the database.
 
-    python -m evals.worker RUN_DIR
+    python -m evals.eval_worker RUN_DIR
 
-Protocol (files in RUN_DIR, agreed with `training.jobs`):
+Protocol (files in RUN_DIR, agreed with `kernel.jobs`):
     eval_request.json   written by `prepare(store, run_dir, ...)`: suite, checkpoints (ModelRefs),
                         backend + options, sampling, and the prompts still missing from the cache
-    status.json         merged here (training.status.write_status): state, done, total, progress,
+    status.json         merged here (kernel.status.write_status): state, done, total, progress,
                         eta_s and `checkpoints` [{name, done, total}] (per-checkpoint progress)
     generations.jsonl   written here: one generation record per line (the `generations` columns)
 Then `ingest(store, run_dir)` stores the generations and scores the suite from the cache.
@@ -21,12 +21,12 @@ import time
 import traceback
 from pathlib import Path
 
-from curation.errors import StudioError
-from curation.store import Store
 from evals.backends import CacheOnly, backend_identity
 from evals.generate import Item, cached_outputs, plan, run_backend, write_generations
 from evals.types import ModelRef, SamplingConfig
-from training.status import write_status
+from kernel.errors import StudioError
+from kernel.status import write_status
+from kernel.store import Store
 
 REQUEST = "eval_request.json"
 STATUS = "status.json"
@@ -190,5 +190,5 @@ def main(run_dir: str | Path) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m evals.worker RUN_DIR")
+        sys.exit("usage: python -m evals.eval_worker RUN_DIR")
     sys.exit(main(sys.argv[1]))

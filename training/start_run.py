@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from training import jobs, provenance, tracking
+from kernel import jobs
+from training import provenance, tracking
 from training.config import TrainConfig
 from training.data import export_split, load_rows, split_rows
 from training.preflight import preflight
@@ -40,7 +41,7 @@ def launch_training(store, cfg: TrainConfig, prepared=None) -> str:
         export_split(run_dir, train, evals)
         provenance.record(store, resolved, run_dir, train, evals)
 
-    run_id = jobs.launch(store, "train", "training.worker", config=resolved.to_dict(),
+    run_id = jobs.launch(store, "train", "training.train_worker", config=resolved.to_dict(),
                          prepare=write_inputs, name=cfg.name or None)
     provenance.sync(store)
     return run_id

@@ -1,12 +1,12 @@
 """The training job's worker: `main(run_dir)` trains from the run folder (no database access).
 
-Started by `training.job_runner` (queueing, status, cancel and crash reporting happen there);
+Started by `kernel.job_runner` (queueing, status, cancel and crash reporting happen there);
 on resume (`job.json` "resume": true) the Trainer continues from the newest `hf/checkpoint-<N>`.
 """
 
 from __future__ import annotations
 
-from training.status import read_job
+from kernel.status import read_job
 
 
 def main(run_dir: str) -> None:

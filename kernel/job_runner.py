@@ -1,6 +1,6 @@
-"""Entry point of every job process: `python -m training.job_runner RUN_DIR`.
+"""Entry point of every job process: `python -m kernel.job_runner RUN_DIR`.
 
-It reads `RUN_DIR/job.json` ({"module": "training.worker", "device": "cpu"|"gpu"|null,
+It reads `RUN_DIR/job.json` ({"module": "training.train_worker", "device": "cpu"|"gpu"|null,
 "lock_dir": ...}), waits for the device lock while in state "queued", then calls
 `module.main(run_dir)` and records the outcome in status.json. Any worker module (training's,
 evals') gets queueing, status, cancel and crash reporting from here for free.
@@ -23,11 +23,15 @@ import time
 import traceback
 from pathlib import Path
 
-from training.status import process_start, read_job, write_status
+from kernel.status import process_start, read_job, write_status
+
+# job.json files written before the worker modules were renamed (a queued run resumed after an upgrade)
+RENAMED_WORKERS = {"training.worker": "training.train_worker",
+                   "evals.worker": "evals.eval_worker"}
 
 
 class JobCancelled(BaseException):
-    """Raised in the job by SIGTERM (from `training.jobs.cancel`)."""
+    """Raised in the job by SIGTERM (from `kernel.jobs.cancel`)."""
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
@@ -79,7 +83,8 @@ def run(run_dir: str | Path) -> int:
         lock = acquire_device(run_dir, job)
         write_status(run_dir, state="running", started_at=time.time(), waiting_for=None)
         print(f"[job] {job.get('module')} starting in {run_dir} (pid {os.getpid()})", flush=True)
-        module = importlib.import_module(job.get("module") or "training.worker")
+        name = job.get("module") or "training.train_worker"
+        module = importlib.import_module(RENAMED_WORKERS.get(name, name))
         module.main(str(run_dir))
     except JobCancelled:
         print("[job] cancelled (SIGTERM)", flush=True)
@@ -99,5 +104,5 @@ def run(run_dir: str | Path) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m training.job_runner RUN_DIR")
+        sys.exit("usage: python -m kernel.job_runner RUN_DIR")
     sys.exit(run(sys.argv[1]))

@@ -9,8 +9,8 @@ they write files in their run folder and whoever reads next ingests them.
 
 Long computations (dedup, scoring, generation) must run *outside* a `connect()` block: read
 what you need, close, compute, then write the result in one `transaction()`, or, when it is
-big, in chunks through `write_staged` (curation.staging) so no reader waits for all of it.
-Waiters are served first come, first served (curation.fairlock), not by luck of backoff.
+big, in chunks through `write_staged` (kernel.staging) so no reader waits for all of it.
+Waiters are served first come, first served (kernel.fairlock), not by luck of backoff.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import duckdb
 
-from curation import staging
-from curation.errors import StoreWriteError, StudioError, WorkspaceBusyError
-from curation.fairlock import FairQueue, QueueTimeout
-from curation.migrations import MIGRATIONS
-from curation.workspace import Workspace
+from kernel import staging
+from kernel.errors import StoreWriteError, StudioError, WorkspaceBusyError
+from kernel.fairlock import FairQueue, QueueTimeout
+from kernel.migrations import MIGRATIONS
+from kernel.workspace import Workspace
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 _migrated: set[Path] = set()
@@ -177,7 +177,7 @@ class Store:
         with self.connect(read_only=_is_read(sql)) as con:
             return con.execute(sql, params or []).df()
 
-    # --- big writes in short steps (see curation.staging) -----------------------------------
+    # --- big writes in short steps (see kernel.staging) -----------------------------------
     def claim(self, dataset: str, version: str | None, new_dataset: bool = False):
         return staging.claim(self, dataset, version, new_dataset)
 

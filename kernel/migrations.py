@@ -330,7 +330,7 @@ def _ablations(con: duckdb.DuckDBPyConnection) -> None:
 
 @migration("0030_staged_writes")
 def _staged_writes(con: duckdb.DuckDBPyConnection) -> None:
-    # Long writes go in short chunks (curation.store.Store.write_staged) under a claim that
+    # Long writes go in short chunks (kernel.store.Store.write_staged) under a claim that
     # keeps them invisible until one short commit; a claim whose process died is swept.
     con.execute("""
         CREATE TABLE staged_writes (

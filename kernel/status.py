@@ -2,7 +2,7 @@
 
 Why files: workers never open the database (DuckDB allows one process per file). A job's truth
 while it runs is `status.json` (replaced atomically), `metrics.jsonl` (append-only, one line per
-log event) and `log.txt` (stdout/stderr). `training.jobs.refresh` ingests them into the store.
+log event) and `log.txt` (stdout/stderr). `kernel.jobs.refresh` ingests them into the store.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.processes import process_start  # noqa: F401  (re-exported: job files record it)
+from kernel.processes import process_start  # noqa: F401  (re-exported: job files record it)
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"

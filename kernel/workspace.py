@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.errors import StudioError
+from kernel.errors import StudioError
 
 DEFAULT_WORKSPACE = "studio-workspace"
 DB_FILENAME = "studio.duckdb"

@@ -2,12 +2,12 @@
 
 Why this shape: a job must survive UI reruns, browser reloads and a restart of the UI, and a job
 that dies must never stay "running". So a job is a subprocess in its own process group
-(`start_new_session=True`) running `python -m training.job_runner RUN_DIR`, which calls
+(`start_new_session=True`) running `python -m kernel.job_runner RUN_DIR`, which calls
 `<module>.main(run_dir)` and writes status.json / metrics.jsonl / log.txt. It never opens the
 database; `refresh(store)` ingests those files into `runs` and `checkpoints` and marks a job whose
 pid is gone without a final state as failed, with the log tail. `cancel` kills the whole group.
 
-    run_id = launch(store, "eval", "evals.worker", config={...}, prepare=write_inputs)
+    run_id = launch(store, "eval", "evals.eval_worker", config={...}, prepare=write_inputs)
     refresh(store); get_run(store, run_id)["state"]
 """
 
@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from curation import processes
-from curation.errors import NotFoundError, StoreWriteError, StudioError
-from training.status import (
+from kernel import processes
+from kernel.errors import NotFoundError, StoreWriteError, StudioError
+from kernel.status import (
     CHECKPOINTS_DIR,
     META_FILE,
     STATUS_ERROR,
@@ -58,7 +58,7 @@ def new_run_id(kind: str) -> str:
 
 
 def _detect_device() -> str:
-    from training.job_runner import _gpu_count
+    from kernel.job_runner import _gpu_count
 
     return "gpu" if _gpu_count() else "cpu"
 
@@ -121,7 +121,7 @@ def _spawn(run_dir: Path) -> int:
     """Start the job runner detached, in its own session/process group (pgid == pid)."""
     with (run_dir / "log.txt").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "training.job_runner", str(run_dir)],
+            [sys.executable, "-m", "kernel.job_runner", str(run_dir)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     _children[proc.pid] = proc

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import duckdb
 
-from curation.errors import StudioError
-from curation.processes import pid_alive, process_start
+from kernel.errors import StudioError
+from kernel.processes import pid_alive, process_start
 
 CHUNK_ROWS = 20_000    # rows per chunked read (scoring's copy of the text)
 TARGET_HOLD_S = 0.1   # with others queued, chunks are sized to hold the store about this long
@@ -53,7 +53,7 @@ class Claim:
 
 def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -> Claim:
     """Reserve `dataset@version` (version None: the next free vN) for a staged write."""
-    from curation.versions import check_name, taken_versions
+    from kernel.version_names import check_name, taken_versions
 
     token = secrets.token_hex(8)
     with store.transaction() as con:
