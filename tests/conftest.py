@@ -24,6 +24,13 @@ def store(workspace: Workspace) -> Store:
     return Store(workspace)
 
 
+@pytest.fixture
+def ui_env(store: Store, monkeypatch) -> Store:
+    """A workspace the Streamlit pages open (they read STUDIO_WORKSPACE)."""
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(store.workspace.root))
+    return store
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A small Llama model + BPE tokenizer + chat template, built offline and deterministically.

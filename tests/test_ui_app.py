@@ -10,20 +10,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kernel.store import Store
+from tests.helpers.apptest import page
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "studio" / "app.py"
 PAGES = REPO / "studio" / "views"
-
-
-@pytest.fixture
-def ui_env(store: Store, monkeypatch):
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(store.workspace.root))
-    return store
-
-
-def page(name: str) -> AppTest:
-    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=30)
 
 
 def texts(at: AppTest, kind: str) -> list[str]:

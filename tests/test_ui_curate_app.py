@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kernel.store import Store
+from tests.helpers.apptest import page
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "studio" / "views"
@@ -26,12 +27,6 @@ TABS = [":material/content_copy: Dedup", ":material/tune: Scores & filters",
 
 
 @pytest.fixture
-def ui_env(store: Store, monkeypatch):
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(store.workspace.root))
-    return store
-
-
-@pytest.fixture
 def words(ui_env, tmp_path) -> Store:
     from curation.importer import import_file
 
@@ -39,10 +34,6 @@ def words(ui_env, tmp_path) -> Store:
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     import_file(ui_env, path, "words")
     return ui_env
-
-
-def page(name: str) -> AppTest:
-    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=30)
 
 
 def texts(at: AppTest, kind: str) -> list[str]:

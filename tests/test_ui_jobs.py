@@ -10,11 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from kernel.store import Store
 from studio.ui import runs
+from tests.helpers.apptest import page as open_page
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "studio" / "app.py"
@@ -25,14 +25,8 @@ ROWS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"reverse {w}"}
                                "melon", "peach", "olive", "mango", "berry"])]
 
 
-@pytest.fixture
-def ui_env(store: Store, monkeypatch):
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(store.workspace.root))
-    return store
-
-
-def page(name: str) -> AppTest:
-    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
+def page(name: str):
+    return open_page(name, timeout_s=60)  # its pages wait on jobs
 
 
 def add_run(store: Store, run_id: str, status: dict, name: str | None = None,

@@ -8,26 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from curation.importer import import_file
 from curation.split import split
-from kernel.store import Store
 from studio.ui.lineage_graph import graph
+from tests.helpers.apptest import page
 from training import synthetic
 from training.data import write_jsonl
 
 PAGES = Path(__file__).resolve().parents[1] / "studio" / "views"
-
-
-@pytest.fixture
-def ui_env(store: Store, monkeypatch):
-    monkeypatch.setenv("STUDIO_WORKSPACE", str(store.workspace.root))
-    return store
-
-
-def page(name: str) -> AppTest:
-    return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=30)
 
 
 @pytest.mark.parametrize(("name", "says"), [
