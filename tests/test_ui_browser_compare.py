@@ -31,23 +31,11 @@ def compare_ws(tmp_path, tiny_model) -> Path:
     given = os.environ.get("STUDIO_COMPARE_WS")
     if given:
         return Path(given)
-    from evals.evaluate import evaluate
-    from evals.suites import Suite, save_suite
     from kernel.store import Store
-    from tests.helpers.fixtures import make_lora_adapter
-    from training import synthetic
+    from tests.helpers.fixtures import evaluated_workspace
 
     store = Store(tmp_path / "ws")
-    ckpts = [f"base:{tiny_model}"] + [
-        str(make_lora_adapter(tiny_model, tmp_path / f"adapter{i}", seed=3 + i, scale=scale))
-        for i, scale in enumerate((0.2, 0.5))]
-    for name, role, families in (("task", "task", ["reverse", "capitals"]),
-                                 ("general", "general", ["count_letters"])):
-        rows = [{**r, "id": f"{name}-{i}"}
-                for i, r in enumerate(synthetic.generate(families, 8, seed=5))]
-        save_suite(store, Suite(name=name, role=role, metrics=["exact_match", "token_f1"],
-                                sampling={"max_new_tokens": 8}, rows=rows))
-        evaluate(store, name, ckpts, backend="hf")
+    evaluated_workspace(store, tiny_model, tmp_path, scales=(0.2, 0.5))
     return store.workspace.root
 
 

@@ -129,24 +129,12 @@ def test_small_n_caveat_is_dropped_where_the_difference_is_significant():
 def evaluated(tmp_path_factory, tiny_model):
     """A task suite with categories and a general suite, evaluated for real (HF backend) on the
     base model and two perturbed LoRA adapters; the scores are stored by `evaluate`."""
-    from evals.evaluate import evaluate
-    from evals.suites import Suite, save_suite
     from kernel.store import Store
-    from tests.helpers.fixtures import make_lora_adapter
-    from training import synthetic
+    from tests.helpers.fixtures import evaluated_workspace
 
     tmp = tmp_path_factory.mktemp("compare")
     store = Store(tmp / "ws")
-    adapters = [str(make_lora_adapter(tiny_model, tmp / f"adapter{i}", seed=3 + i, scale=0.8))
-                for i in range(2)]
-    ckpts = [f"base:{tiny_model}", *adapters]
-    for name, role, families in (("task", "task", ["reverse", "capitals"]),
-                                 ("general", "general", ["count_letters"])):
-        rows = [{**r, "id": f"{name}-{i}"}
-                for i, r in enumerate(synthetic.generate(families, 8, seed=5))]
-        save_suite(store, Suite(name=name, role=role, metrics=["exact_match", "token_f1"],
-                                sampling={"max_new_tokens": 8}, rows=rows))
-        evaluate(store, name, ckpts, backend="hf")
+    ckpts = evaluated_workspace(store, tiny_model, tmp)
     return store, ckpts
 
 

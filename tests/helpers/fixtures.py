@@ -89,3 +89,26 @@ def make_lora_adapter(base: str | Path, out: str | Path, seed: int = 1, rank: in
         "step": seed, "base_model": str(base), "chat_template": CHAT_TEMPLATE,
         "eos_token": "<|eos|>"}))
     return out
+
+
+def evaluated_workspace(store, tiny_model: str | Path, folder: str | Path,
+                        scales: tuple[float, ...] = (0.8, 0.8)) -> list[str]:
+    """A task suite with categories and a general suite, evaluated for real (HF backend) on the
+    base model and one perturbed LoRA adapter per scale; returns the checkpoint ids (base
+    first). What the Compare page and its tests read."""
+    from evals.evaluate import evaluate
+    from evals.suites import Suite, save_suite
+    from training import synthetic
+
+    folder = Path(folder)
+    ckpts = [f"base:{tiny_model}"] + [
+        str(make_lora_adapter(tiny_model, folder / f"adapter{i}", seed=3 + i, scale=scale))
+        for i, scale in enumerate(scales)]
+    for name, role, families in (("task", "task", ["reverse", "capitals"]),
+                                 ("general", "general", ["count_letters"])):
+        rows = [{**r, "id": f"{name}-{i}"}
+                for i, r in enumerate(synthetic.generate(families, 8, seed=5))]
+        save_suite(store, Suite(name=name, role=role, metrics=["exact_match", "token_f1"],
+                                sampling={"max_new_tokens": 8}, rows=rows))
+        evaluate(store, name, ckpts, backend="hf")
+    return ckpts
