@@ -30,3 +30,14 @@ def next_version_name(con: duckdb.DuckDBPyConnection, dataset: str) -> str:
     names = taken_versions(con, dataset)
     nums = [int(n[1:]) for n in names if re.fullmatch(r"v\d+", n)]
     return f"v{max(nums, default=0) + 1}"
+
+
+def first_free_name(name: str, taken) -> str:
+    """`name` if it is not taken, else the first free `name-2`, `name-3`, ... (an import under
+    a name the workspace already has, a second demo run, a suite named after a dataset)."""
+    if name not in taken:
+        return name
+    k = 2
+    while f"{name}-{k}" in taken:
+        k += 1
+    return f"{name}-{k}"

@@ -34,6 +34,7 @@ from evals.suites import suite_from_file
 from kernel import jobs
 from kernel.errors import StudioError
 from kernel.store import Store
+from kernel.version_names import first_free_name
 from kernel.workspace import Workspace
 from studio.demo.attribution import attribute, demo_chain
 from studio.demo.clock import Clock, Progress
@@ -74,13 +75,7 @@ def _set_threads(n: int) -> None:
 
 def _unique_name(store: Store, base: str) -> str:
     """`base`, or `base-2`, `base-3`... when an earlier demo in this workspace took it."""
-    taken = {d["name"] for d in list_datasets(store)}
-    if base not in taken:
-        return base
-    k = 2
-    while f"{base}-{k}" in taken:
-        k += 1
-    return f"{base}-{k}"
+    return first_free_name(base, {d["name"] for d in list_datasets(store)})
 
 
 def base_model_path(workspace: Workspace, pretrain_steps: int) -> Path:

@@ -51,16 +51,6 @@ def default_dataset_name(path: str) -> str:
     return UPLOAD_NAME.sub("-", stem).strip("-").lower() or "dataset"
 
 
-def free_dataset_name(name: str, taken: list[str]) -> str:
-    """`name` if no dataset has it, else the first free `name-2`, `name-3`, ..."""
-    if name not in taken:
-        return name
-    k = 2
-    while f"{name}-{k}" in taken:
-        k += 1
-    return f"{name}-{k}"
-
-
 def export_download(s: Store, ref: str, format: str, split: str | None = None) -> bytes:
     """The version exported by `curation.export` as the bytes of one file to download; an HF
     (`datasets`) folder comes zipped. Written in a temporary folder that is removed after."""

@@ -18,8 +18,9 @@ from curation.split import split
 from evals.metrics import REGISTRY
 from evals.suites import ROLES, list_suites, suite_from_dataset
 from evals.types import SamplingConfig
+from kernel.version_names import first_free_name
 from studio.ui import background
-from studio.ui.data import dataset_overview, free_dataset_name, versions_of
+from studio.ui.data import dataset_overview, versions_of
 from studio.ui.session import call, store, workspace_path
 from studio.ui.text import literal
 from studio.ui.widgets import flash, header, linked_ref_pickers, select_version
@@ -291,7 +292,7 @@ def split_tab() -> None:
     taken = [s["name"] for s in list_suites(store())]
     with st.form("suite_form", border=False):
         a, b = st.columns([2, 1])
-        name = a.text_input("Suite name", value=free_dataset_name(f"{dataset}-heldout", taken),
+        name = a.text_input("Suite name", value=first_free_name(f"{dataset}-heldout", taken),
                             help="The suite is a frozen copy of this version's held-out rows.")
         role = b.selectbox("Role", ROLES, key="suite_role",
                            help="task: what training should improve · general: what it "

@@ -14,6 +14,7 @@ from curation.export import FORMATS as EXPORT_FORMATS
 from curation.formats import FORMATS
 from curation.importer import import_file, preview
 from curation.overview import LENGTHS, histogram, score_names
+from kernel.version_names import first_free_name
 from studio.ui import browse as browse_ui
 from studio.ui.data import (
     DOWNLOADS,
@@ -21,7 +22,6 @@ from studio.ui.data import (
     default_dataset_name,
     download_name,
     export_download,
-    free_dataset_name,
     save_upload,
 )
 from studio.ui.session import call, store, workspace_path
@@ -87,7 +87,7 @@ def import_tab() -> None:
         st.caption(f"First {len(rows)} rows as they will be stored:")
         st.dataframe(pd.DataFrame([{k: r.get(k) for k in keys} for r in rows]),
                      hide_index=True, width="stretch")
-    suggested = free_dataset_name(default_dataset_name(path), names)
+    suggested = first_free_name(default_dataset_name(path), names)
     with st.form("import_form", border=False):
         name = st.text_input("Dataset name", value=suggested,
                              help="A new name: importing never changes an existing dataset "
@@ -98,7 +98,7 @@ def import_tab() -> None:
         if st.form_submit_button("Import", type="primary", icon=":material/download:"):
             if name.strip() in names:
                 st.error(f"A dataset named {literal(name.strip())} already exists: choose "
-                         f"another name, e.g. {literal(free_dataset_name(name.strip(), names))}.",
+                         f"another name, e.g. {literal(first_free_name(name.strip(), names))}.",
                          icon=":material/error:")
                 return
             with st.spinner("Importing…"):
