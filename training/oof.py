@@ -24,13 +24,12 @@ from curation.datasets import load_rows, resolve_ref
 from curation.model_scores import ModelScoreConfig, response_losses
 from curation.noisy_labels import OOF_SCORE, OOF_SCORER
 from curation.scoring import save_scores
-from kernel import jobs
 from kernel.errors import StudioError
 from kernel.status import read_metrics
-from training.checkpoints import list_checkpoints, resolve
+from training.checkpoints import resolve
 from training.config import TrainConfig
 from training.data import write_jsonl
-from training.start_run import launch_training
+from training.start_run import launch_training, wait_for_checkpoints
 
 ROW_KEYS = ("id", "messages", "instruction", "response", "system", "category", "tools")
 
@@ -115,13 +114,7 @@ def out_of_fold_losses(store, ref: str, cfg: TrainConfig, folds: int = 3, seed: 
         run_id = launch_training(store, fold_config(cfg, str(path), name))
         if log:
             log(f"fold {f + 1}/{folds}: training {run_id} on {len(train)} rows")
-        run = jobs.wait(store, run_id, poll_s=1.0)
-        if run["state"] != "completed":
-            raise StudioError(f"out-of-fold scoring: fold run {run_id} ended {run['state']}: "
-                              f"{run.get('error') or 'see ' + str(run['run_dir']) + '/log.txt'}")
-        ckpts = list_checkpoints(store, run_id)
-        if not ckpts:
-            raise StudioError(f"out-of-fold scoring: fold run {run_id} saved no checkpoint")
+        run, ckpts = wait_for_checkpoints(store, run_id, "out-of-fold scoring")
         model = resolve(store, ckpts[-1]["id"])
         score_cfg = ModelScoreConfig(model=model.base_model, adapter=model.adapter_path,
                                      batch_size=batch_size, max_length=max_length)

@@ -69,3 +69,20 @@ def launch_group(store, cfg: TrainConfig, seeds: list[int]) -> tuple[str, list[s
         with store.transaction() as con:
             add_member(con, group_id, run_ids[-1], seed)
     return group_id, run_ids
+
+
+def wait_for_checkpoints(store, run_id: str, what: str, poll_s: float = 1.0,
+                         on_metrics=None) -> tuple[dict, list[dict]]:
+    """Wait for a training job; (its run, its checkpoints by step). A run that did not complete
+    or saved no checkpoint is a StudioError naming `what` needed it (the demo, a fold run)."""
+    from kernel.errors import StudioError
+    from training.checkpoints import list_checkpoints
+
+    run = jobs.wait(store, run_id, poll_s=poll_s, on_metrics=on_metrics)
+    if run["state"] != "completed":
+        raise StudioError(f"{what}: training run {run_id} ended {run['state']}: "
+                          f"{run.get('error') or 'see ' + str(run['run_dir']) + '/log.txt'}")
+    ckpts = sorted(list_checkpoints(store, run_id), key=lambda c: c["step"])
+    if not ckpts:
+        raise StudioError(f"{what}: training run {run_id} saved no checkpoint")
+    return run, ckpts

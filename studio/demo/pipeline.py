@@ -31,8 +31,6 @@ from evals.backends import get_backend
 from evals.compare import compare_results
 from evals.evaluate import evaluate
 from evals.suites import suite_from_file
-from kernel import jobs
-from kernel.errors import StudioError
 from kernel.store import Store
 from kernel.version_names import first_free_name
 from kernel.workspace import Workspace
@@ -43,12 +41,12 @@ from studio.demo.denoise import denoise, losses_of, quality, score_rows
 from studio.demo.health import check_learning
 from studio.demo.result import DemoResult, Paired, Score
 from studio.demo.settings import FULL_PLAN, LABELS, QUICK_PLAN, DemoSettings
-from training.checkpoints import base_checkpoint_id, list_checkpoints
+from training.checkpoints import base_checkpoint_id
 from training.checkpoints import resolve as resolve_model
 from training.config import TrainConfig
 from training.data import write_jsonl
 from training.oof import training_losses
-from training.start_run import launch_training
+from training.start_run import launch_training, wait_for_checkpoints
 from training.tiny_model import TinyModelConfig, build_tiny_model
 
 
@@ -327,14 +325,8 @@ def _trainer(store: Store, model: Path, settings: DemoSettings, seed: int,
                 progress(f"      step {record['step']}/{settings.train_steps} "
                          f"loss {record['loss']:.3f}")
 
-        run = jobs.wait(store, run_id, poll_s=2.0, on_metrics=show)
-        if run["state"] != "completed":
-            raise StudioError(f"demo: training run {run_id} ({name}) ended {run['state']}: "
-                              f"{run.get('error') or 'see ' + str(run['run_dir']) + '/log.txt'}")
-        ckpts = list_checkpoints(store, run_id)
-        if not ckpts:
-            raise StudioError(f"demo: training run {run_id} ({name}) saved no checkpoint")
-        ordered = sorted(ckpts, key=lambda c: c["step"])
+        run, ordered = wait_for_checkpoints(store, run_id, f"demo ({name})", poll_s=2.0,
+                                            on_metrics=show)
         return TrainedRun(run_id=run_id, checkpoints=[c["id"] for c in ordered],
                           losses=training_losses(run["run_dir"]))
 
