@@ -1,12 +1,15 @@
 """The whole loop by clicks only, in a real Chromium (issue 11): upload a file, dedup, score,
 filter, split, create an eval suite from the held-out rows, download an export, train the
-offline tiny model, evaluate base and checkpoint on the suite, compare. No CLI step and no
-library call between the clicks; the workspace starts with only the tiny model in it.
+offline tiny model, evaluate base and checkpoint on the suite (the Jobs panel must
+refresh by itself: no reload), compare, and ask checkpoint and base the same thing in the
+Playground. No CLI step, no typed URL after the first page and no library call between the
+clicks; the workspace starts with only the tiny model in it.
 Screenshots in test-artifacts/screenshots/loop-*.png.
 
 Pages owned by other helpers that this test drives (keep their labels in step): Train
 ("New run" tab, its form, "Launch run", "Runs" tab), Evaluate ("New evaluation", "Suite",
-"Launch evaluation", "Jobs", "Results"), Compare (title and a chart).
+"Launch evaluation", "Jobs", "Results"), Compare (title and a chart), Playground
+("Checkpoint", chat input, one column per model).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 
 import pytest
 
@@ -137,15 +139,8 @@ def test_whole_loop_by_clicks_only(empty_studio, chromium_path, tmp_path):
             page.get_by_text("Launched eval job").wait_for()
             settle(page)
             tab("Jobs")
-            # Today's job panel may stop refreshing (issue 11 defect 1, fixed on the Evaluate
-            # page by another change): reopen the page until the job reads completed.
-            deadline = time.monotonic() + 420
-            while not page.get_by_text(re.compile(r" — completed")).count():
-                assert time.monotonic() < deadline, "the eval job did not complete"
-                page.wait_for_timeout(5000)
-                page.reload()
-                settle(page)
-                tab("Jobs")
+            # No reload: the Jobs panel refreshes itself (a fragment) until the job ends
+            page.get_by_text(re.compile(r" — completed")).first.wait_for(timeout=420_000)
             settle(page)
             shot(page, "loop-07-evaluated")
 
@@ -157,6 +152,30 @@ def test_whole_loop_by_clicks_only(empty_studio, chromium_path, tmp_path):
             settle(page)
             assert page.get_by_role("combobox", name="Suite").first.input_value() == "loop-heldout"
             shot(page, "loop-08-compare")
+            no_tracebacks(page)
+
+            # Playground: the trained checkpoint next to its base, same prompt, both answers
+            page.get_by_role("link", name="Playground").click()
+            settle(page)
+            page.get_by_role("heading", name="Playground").wait_for()
+            picked = page.get_by_role("combobox", name="Checkpoint").input_value()
+            assert picked and not picked.startswith("base:"), picked
+            page.get_by_role("heading", name="base:tiny").wait_for()  # its base, beside it
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.fill("Say apple two times.")
+            box.press("Enter")
+            page.wait_for_function(
+                "() => document.querySelectorAll('[data-testid=stChatMessage]').length >= 4",
+                timeout=180_000)
+            settle(page)
+            columns = page.get_by_test_id("stColumn").filter(
+                has=page.get_by_test_id("stChatMessage"))
+            assert columns.count() == 2  # side by side, each with the prompt and its answer
+            for i in range(2):
+                column = columns.nth(i)
+                assert column.get_by_text("Say apple two times.", exact=True).count() == 1
+                assert column.get_by_text(re.compile(r"^\d+ tokens · ")).count() == 1
+            shot(page, "loop-09-playground")
             no_tracebacks(page)
         except Exception:
             shot(page, "loop-failure")

@@ -127,14 +127,14 @@ def job_card(run: dict, labels, selected: bool) -> None:
         top, right = st.columns([6, 1])
         mark = ":material/arrow_right: " if selected else ""
         top.markdown(f"{mark}**{literal(runs.run_label(run))}** — {run['state']}")
-        frac = runs.progress(run)
-        if frac is not None:
-            top.progress(frac, text=runs.progress_text(run, status))
         if run["state"] in runs.ACTIVE and right.button("Cancel", key=f"cancel-{run['id']}",
                                                         icon=":material/stop_circle:"):
             ok, _ = call("Cancel", cancel, store(), run["id"])
             if ok:
                 st.rerun(scope="app")
+        frac = runs.progress(run)
+        if frac is not None:  # full width, as the per-checkpoint bars: a done job reads full
+            st.progress(frac, text=runs.progress_text(run, status))
         rows = runs.checkpoint_progress(status)
         for r in rows:  # per checkpoint: what is generated of what it needs
             st.progress(min(1.0, r["fraction"]), text=f"{labels(r['checkpoint'])}: "
