@@ -149,3 +149,25 @@ def test_finished_sweep_reports_its_winner_in_the_page(ui_env):
         assert any("held" in m.value and "n = 8" in m.value for m in at.markdown)
     finally:
         cancel_group(ui_env, "ui-sweep")
+
+
+@pytest.mark.slow
+def test_finished_ablation_reports_each_steps_verdict(ui_env):
+    at = page().run()
+    at.selectbox(key="abl_ref").select("support@v2").run()
+    at.selectbox(key="abl_suite").select("held")
+    at.number_input(key="abl_steps").set_value(2)
+    _click(at, "Queue ablation")
+    assert not at.error and at.success, [e.value for e in at.error]
+    (group,) = list_groups(ui_env, kind="ablation")
+    try:
+        for run_id in group["runs"]:
+            assert jobs.wait(ui_env, run_id, timeout_s=240)["state"] == "completed"
+        at = AppTest.from_function(_report_section, default_timeout=180)
+        _click(at.run(), "Evaluate and report")
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        table = at.dataframe[-1].value
+        assert list(table["step"]) == ["v1 -> v2"] and list(table["metric"]) == ["exact_match"]
+        assert table["verdict"][0] in ("helped", "hurt", "no measurable effect"), table
+    finally:
+        cancel_group(ui_env, group["id"])
