@@ -1,6 +1,7 @@
 """Experiments page: every training run with its group, exact dataset version, key config,
 state and held-out metrics (evals.experiments); pick two to see the config diff and overlaid
-loss curves; evaluate a finished run's checkpoint; cancel the rest of a group.
+loss curves; evaluate a finished run's checkpoint; cancel the rest of a group; queue a sweep or
+an ablation and read its report once its runs are done (studio.ui.experiment_forms).
 
 `?run=ID` opens the page with that run picked.
 """
@@ -22,6 +23,7 @@ from evals.experiments import (
     sort_by_metric,
     table,
 )
+from studio.ui.experiment_forms import ablation_form, group_report, sweep_form
 from studio.ui.session import call, store
 from studio.ui.text import literal
 from studio.ui.widgets import header
@@ -33,11 +35,18 @@ header("Experiments", "Every training run with the exact data version it trained
        "settings and its held-out scores. Pick two runs to see what differs and how their "
        "losses compare.")
 
+with st.expander("New sweep: one run per combination of settings", icon=":material/tune:"):
+    sweep_form()
+with st.expander("New ablation: one run per curation step of a dataset version",
+                 icon=":material/account_tree:"):
+    ablation_form()
+
 ok, rows = call("Reading runs", experiments, store())
 if not ok:
     st.stop()
 if not rows:
-    st.info("No training runs yet: launch one on the Train page.", icon=":material/info:")
+    st.info("No training runs yet: launch one on the Train page, or queue a sweep or an "
+            "ablation above.", icon=":material/info:")
     st.stop()
 
 names = metric_names(rows)
@@ -166,3 +175,7 @@ if groups:
             if ok:
                 st.toast(f"Cancelled {len(cancelled)} run(s).", icon=":material/check:")
                 st.rerun()
+
+# --- sweeps and ablations: the report the CLI prints -----------------------------------------
+st.subheader("Sweep and ablation reports", anchor=False)
+group_report()
