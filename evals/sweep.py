@@ -33,7 +33,7 @@ import numpy as np
 from kernel.errors import StudioError
 from training.config import TrainConfig
 
-NOT_AXES = {"seed": "use --seeds", "name": "the sweep names its runs"}
+NOT_AXES = {"seed": "list the seeds instead", "name": "the sweep names its runs"}
 REPLAY_AXIS = "replay_fraction"  # not a TrainConfig field: the share of --replay rows mixed in
 
 
@@ -93,30 +93,31 @@ def parse_grid(items: list[str], datasets: list[str] | None = None) -> dict[str,
         key, sep, values = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise StudioError(f"--grid {item!r}: expected FIELD=V1,V2 (e.g. lora_r=8,16)")
+            raise StudioError(f"grid {item!r}: expected FIELD=V1,V2 (e.g. lora_r=8,16)")
         name = aliases.get(key, key)
         if name == REPLAY_AXIS:
             axes[name] = _fractions(key, values)
             continue
         if name in NOT_AXES:
-            raise StudioError(f"--grid {key}: not a sweep axis ({NOT_AXES[name]})")
+            raise StudioError(f"grid {key}: not a sweep axis ({NOT_AXES[name]})")
         if name not in fields:
             known = sorted({*fields, *aliases, REPLAY_AXIS} - set(NOT_AXES))
-            raise StudioError(f"--grid {key}: not a TrainConfig field; known: "
+            raise StudioError(f"grid {key}: not a TrainConfig field; known: "
                               f"{', '.join(known)}")
         if name in axes:
-            raise StudioError(f"--grid {key}: given twice")
+            raise StudioError(f"grid {key}: given twice")
         raw = [v.strip() for v in values.split(",") if v.strip()]
         if not raw:
-            raise StudioError(f"--grid {key}=: give at least one value")
+            raise StudioError(f"grid {key}=: give at least one value")
         parsed = [_value(fields[name], v) for v in raw]
         repeated = [r for r, v in zip(raw, parsed, strict=True) if parsed.count(v) > 1]
         if repeated:
-            raise StudioError(f"--grid {key}: value {repeated[0]} is repeated")
+            raise StudioError(f"grid {key}: value {repeated[0]} is repeated")
         axes[name] = parsed
     if datasets:
         if "dataset" in axes:
-            raise StudioError("give dataset versions either with --dataset or --grid dataset=...")
+            raise StudioError("give dataset versions either as datasets or as a grid axis "
+                              "dataset=..., not both")
         axes["dataset"] = list(dict.fromkeys(datasets))
     return axes
 
@@ -127,12 +128,12 @@ def _fractions(key: str, values: str) -> list[float]:
         try:
             f = float(v)
         except ValueError:
-            raise StudioError(f"--grid {key}={v}: expected a number between 0 and 1") from None
+            raise StudioError(f"grid {key}={v}: expected a number between 0 and 1") from None
         if not 0 <= f <= 1:
-            raise StudioError(f"--grid {key}={v}: expected a number between 0 and 1")
+            raise StudioError(f"grid {key}={v}: expected a number between 0 and 1")
         out.append(f)
     if len(set(out)) != len(out) or not out:
-        raise StudioError(f"--grid {key}: give distinct values, e.g. 0,0.1,0.3")
+        raise StudioError(f"grid {key}: give distinct values, e.g. 0,0.1,0.3")
     return out
 
 
@@ -145,13 +146,13 @@ def check_axes(cfg: TrainConfig, axes: dict[str, list]) -> None:
         kind = str(fields[name].type)
         for v in values:
             if kind == "bool" and not isinstance(v, bool):
-                raise StudioError(f"--grid {name}={v}: expected true or false")
+                raise StudioError(f"grid {name}={v}: expected true or false")
             try:
-                TrainConfig.from_dict({**cfg.to_dict(), name: v}, source=f"--grid {name}={v}")
+                TrainConfig.from_dict({**cfg.to_dict(), name: v}, source=f"grid {name}={v}")
             except StudioError as exc:
                 msg = str(exc).removeprefix("invalid training config: ")
-                raise StudioError(msg if msg.startswith("--grid") else
-                                  f"--grid {name}={v}: {msg}") from None
+                raise StudioError(msg if msg.startswith("grid ") else
+                                  f"grid {name}={v}: {msg}") from None
 
 
 def expand(axes: dict[str, list]) -> list[dict]:
@@ -165,28 +166,28 @@ def plan(cfg: TrainConfig, spec: SweepSpec) -> list[dict]:
     configs x seeds exceeds the budget."""
     check_axes(cfg, spec.axes)
     if REPLAY_AXIS in spec.axes and not spec.replay:
-        raise StudioError(f"--grid {REPLAY_AXIS} mixes in rows of another dataset: name it "
-                          "with --replay DATASET[@VERSION]")
+        raise StudioError(f"grid {REPLAY_AXIS} mixes in rows of another dataset: name it "
+                          "with a replay dataset (DATASET[@VERSION])")
     grid = expand(spec.axes)
     if spec.random is not None:
         if spec.random < 1:
-            raise StudioError(f"--random {spec.random}: must be at least 1")
+            raise StudioError(f"random sample of {spec.random}: must be at least 1")
         if spec.random > len(grid):
-            raise StudioError(f"--random {spec.random}: the grid has only {len(grid)} configs")
+            raise StudioError(f"random sample of {spec.random}: the grid has only {len(grid)} configs")
         picked = sorted(random.Random(spec.sample_seed).sample(range(len(grid)), spec.random))
         grid = [grid[i] for i in picked]
     n_seeds = max(1, len(spec.seeds))
     if spec.budget is not None:
         if spec.budget < 1:
-            raise StudioError(f"--budget {spec.budget}: must be at least 1")
+            raise StudioError(f"budget {spec.budget}: must be at least 1")
         if len(grid) * n_seeds > spec.budget:
             raise StudioError(
-                f"--budget {spec.budget}: the sweep needs {len(grid)} configs x {n_seeds} "
-                f"seed(s) = {len(grid) * n_seeds} runs; sample with --random "
+                f"budget {spec.budget}: the sweep needs {len(grid)} configs x {n_seeds} "
+                f"seed(s) = {len(grid) * n_seeds} runs; sample at random "
                 f"{max(1, spec.budget // n_seeds)} or give fewer values")
     if len(grid) < 2:
         raise StudioError(f"sweep {spec.name}: {len(grid)} config; give at least two values "
-                          "on some axis (--grid FIELD=V1,V2 or --dataset A,B)")
+                          "on some axis (a grid FIELD=V1,V2 or several dataset versions)")
     return grid
 
 
@@ -205,17 +206,17 @@ def _check_spec(store, cfg: TrainConfig, spec: SweepSpec) -> None:
     suite = load_suite(store, spec.suite)  # an unknown suite fails before any run is queued
     metric = spec.metric or suite.metrics[0]
     if metric not in suite.metrics:
-        raise StudioError(f"--metric {metric}: not a metric of suite {spec.suite} "
+        raise StudioError(f"metric {metric}: not a metric of suite {spec.suite} "
                           f"({', '.join(suite.metrics)})")
     if get_metric(metric).higher_is_better is None:
-        raise StudioError(f"--metric {metric}: has no better direction; pick another metric")
+        raise StudioError(f"metric {metric}: has no better direction; pick another metric")
     if spec.halving:
         if spec.eta < 2:
-            raise StudioError(f"--eta {spec.eta}: halving keeps 1/eta per rung; use 2 or more")
+            raise StudioError(f"eta {spec.eta}: halving keeps 1/eta per rung; use 2 or more")
         if min(spec.axes.get("eval_fraction", [cfg.eval_fraction])) <= 0:
-            raise StudioError("--halving stops runs on eval loss: set eval_fraction > 0")
+            raise StudioError("successive halving stops runs on eval loss: set eval_fraction > 0")
         if min(spec.axes.get("max_steps", [cfg.max_steps])) <= 0:
-            raise StudioError("--halving needs max_steps > 0 (rungs are eval steps before it)")
+            raise StudioError("successive halving needs max_steps > 0 (rungs are eval steps before it)")
     if store.query("SELECT id FROM run_groups WHERE name = ? OR id = ?", [spec.name, spec.name]):
         raise StudioError(f"sweep name {spec.name!r} is taken by another run group")
 
@@ -243,8 +244,8 @@ def start(store, cfg: TrainConfig, spec: SweepSpec) -> dict:
             from curation.replay import replay_mix
 
             if not fields.get("dataset", cfg.dataset):
-                raise StudioError(f"--grid {REPLAY_AXIS}: needs a dataset to mix into "
-                                  "(--dataset or the config's dataset)")
+                raise StudioError(f"grid {REPLAY_AXIS}: needs a dataset to mix into "
+                                  "(the datasets or the config's dataset)")
             fields["dataset"] = replay_mix(store, fields.get("dataset", cfg.dataset),
                                            spec.replay, params[REPLAY_AXIS], spec.sample_seed)
         for s in seeds:

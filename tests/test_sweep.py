@@ -41,12 +41,12 @@ def test_parse_grid_types_values_and_resolves_aliases():
 
 
 @pytest.mark.parametrize("items, message", [
-    (["lora_rank=8,16"], "--grid lora_rank: not a TrainConfig field"),
-    (["seed=1,2"], "--grid seed: not a sweep axis (use --seeds)"),
-    (["lora_r"], "--grid 'lora_r': expected FIELD=V1,V2"),
-    (["lora_r="], "--grid lora_r=: give at least one value"),
-    (["lora_r=8,8"], "--grid lora_r: value 8 is repeated"),
-    (["lr=1e-4", "learning_rate=2e-4"], "--grid learning_rate: given twice"),
+    (["lora_rank=8,16"], "grid lora_rank: not a TrainConfig field"),
+    (["seed=1,2"], "grid seed: not a sweep axis (list the seeds instead)"),
+    (["lora_r"], "grid 'lora_r': expected FIELD=V1,V2"),
+    (["lora_r="], "grid lora_r=: give at least one value"),
+    (["lora_r=8,8"], "grid lora_r: value 8 is repeated"),
+    (["lr=1e-4", "learning_rate=2e-4"], "grid learning_rate: given twice"),
 ])
 def test_parse_grid_rejects_bad_keys_naming_them(items, message):
     with pytest.raises(StudioError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -54,10 +54,10 @@ def test_parse_grid_rejects_bad_keys_naming_them(items, message):
 
 
 @pytest.mark.parametrize("items, message", [
-    (["lora_r=8,7"], "--grid lora_r=7: lora_r 7 is not a rank vLLM can serve"),
-    (["lr=1e-4,fast"], "--grid learning_rate=fast: field learning_rate: 'fast' is not a float"),
-    (["packing=maybe"], "--grid packing=maybe: expected true or false"),
-    (["lora_dropout=0.1,1.5"], "--grid lora_dropout=1.5: lora_dropout must be in"),
+    (["lora_r=8,7"], "grid lora_r=7: lora_r 7 is not a rank vLLM can serve"),
+    (["lr=1e-4,fast"], "grid learning_rate=fast: field learning_rate: 'fast' is not a float"),
+    (["packing=maybe"], "grid packing=maybe: expected true or false"),
+    (["lora_dropout=0.1,1.5"], "grid lora_dropout=1.5: lora_dropout must be in"),
 ])
 def test_bad_values_are_refused_before_anything_runs_naming_the_value(items, message):
     spec = S.SweepSpec(name="s", suite="held", axes=S.parse_grid(items))
@@ -76,10 +76,10 @@ def test_random_sample_and_budget():
     others = [S.plan(TrainConfig(), S.SweepSpec(name="s", suite="h", axes=axes, random=5,
                                                 sample_seed=k)) for k in range(4, 9)]
     assert any(o != sample for o in others)                           # and really random
-    with pytest.raises(StudioError, match="--random 13: the grid has only 12 configs"):
+    with pytest.raises(StudioError, match="random sample of 13: the grid has only 12 configs"):
         S.plan(TrainConfig(), S.SweepSpec(name="s", suite="h", axes=axes, random=13))
-    with pytest.raises(StudioError, match=r"--budget 10: the sweep needs 12 configs x 2 seed\(s\) "
-                                          r"= 24 runs; sample with --random 5"):
+    with pytest.raises(StudioError, match=r"budget 10: the sweep needs 12 configs x 2 seed\(s\) "
+                                          r"= 24 runs; sample at random 5"):
         S.plan(TrainConfig(), S.SweepSpec(name="s", suite="h", axes=axes, seeds=[0, 1],
                                           budget=10))
     assert len(S.plan(TrainConfig(), S.SweepSpec(name="s", suite="h", axes=axes, seeds=[0, 1],
@@ -204,13 +204,13 @@ def test_start_refuses_bad_input_before_queuing_anything(store, data, tiny_model
     axes = S.parse_grid(["lora_r=8,16"])
     cases = [(S.SweepSpec(name="s", suite="nope", axes=axes), "nope"),
              (S.SweepSpec(name="s", suite="held", axes=axes, metric="rouge_l"),
-              "--metric rouge_l: not a metric of suite held"),
+              "metric rouge_l: not a metric of suite held"),
              (S.SweepSpec(name="s", suite="held", axes=axes, metric="length"),
-              "--metric length: has no better direction"),
+              "metric length: has no better direction"),
              (S.SweepSpec(name="s", suite="held", axes={**axes, "dataset": [data, "support@v9"]}),
               "support@v9"),
              (S.SweepSpec(name="s", suite="held", axes=axes, halving=True),
-              "--halving stops runs on eval loss")]
+              "successive halving stops runs on eval loss")]
     for spec, message in cases:
         c = cfg if not spec.halving else TrainConfig(**{**cfg.to_dict(), "eval_fraction": 0.0})
         with pytest.raises(StudioError, match=message):
@@ -272,12 +272,12 @@ def test_cli_sweep_end_to_end_on_the_tiny_model(store, data, tiny_model, tmp_pat
 def test_replay_fraction_is_an_axis_that_needs_a_replay_dataset():
     axes = S.parse_grid(["replay_fraction=0,0.25", "lora_r=8,16"])
     assert axes["replay_fraction"] == [0.0, 0.25]
-    with pytest.raises(StudioError, match="--grid replay_fraction mixes in rows of another "
-                                          "dataset: name it with --replay"):
+    with pytest.raises(StudioError, match="grid replay_fraction mixes in rows of another "
+                                          "dataset: name it with a replay dataset"):
         S.plan(TrainConfig(), S.SweepSpec(name="s", suite="h", axes=axes))
     assert len(S.plan(TrainConfig(), S.SweepSpec(name="s", suite="h", axes=axes,
                                                  replay="general"))) == 4
-    with pytest.raises(StudioError, match="--grid replay_fraction=1.5: expected a number"):
+    with pytest.raises(StudioError, match="grid replay_fraction=1.5: expected a number"):
         S.parse_grid(["replay_fraction=0,1.5"])
 
 
