@@ -53,7 +53,7 @@ def _base_config(model: str | None, suite: str | None, steps: int, dataset: str)
 
 
 def queue_sweep(model, suite, steps, seeds, datasets, grid_text, budget, random_k, name) -> dict:
-    """The form's values -> evals.sweep.start (what `studio sweep --detach` calls)."""
+    """The form's values -> evals.sweep.start (what the CLI's detached sweep calls)."""
     if not datasets:
         raise StudioError("sweep: pick at least one dataset version")
     axes = sweep.parse_grid([line for line in grid_text.splitlines() if line.strip()], datasets)
@@ -90,7 +90,7 @@ def sweep_form() -> None:
 
 
 def queue_ablation(model, suite, steps, seeds, ref, chosen) -> str:
-    """The form's values -> evals.ablation.start (what `studio ablate --detach` calls)."""
+    """The form's values -> evals.ablation.start (what the CLI's detached ablation calls)."""
     if not ref:
         raise StudioError("ablation: pick a dataset version")
     return ablation.start(store(), ref, _base_config(model, suite, steps, ref), suite,
