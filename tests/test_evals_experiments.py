@@ -123,7 +123,7 @@ def test_cancel_rest_of_a_group_leaves_finished_runs(lab, tmp_path):
     assert {jobs.get_run(store, r)["state"] for r in lab["runs"]} == {"completed"}
     with pytest.raises(StudioError, match="no queued or running run left"):
         X.cancel_rest(store, group_id)
-    with pytest.raises(NotFoundError, match="has no runs"):
+    with pytest.raises(NotFoundError, match="run group 'group-nope' not found"):
         X.cancel_rest(store, "group-nope")
 
 

@@ -86,7 +86,8 @@ def get_group(store, ref: str) -> dict:
     rows = store.query("SELECT * FROM run_groups WHERE id = ? OR name = ? "
                        "ORDER BY created_at DESC", [ref, ref])
     if not rows:
-        raise NotFoundError(f"run group {ref!r} not found (see `studio sweep list`)")
+        raise NotFoundError(f"run group {ref!r} not found (the Experiments page and "
+                            "`studio sweep list` list them)")
     group = rows[0]
     group["config"], group["spec"] = _loads(group["config"]), _loads(group["spec"])
     group["members"] = store.query(
