@@ -39,11 +39,7 @@ def score(store: Store, ref: str, scorer: str = "heuristic", model: str | None =
 
     cfg = ModelScoreConfig(model=resolve_score_model(store, model), batch_size=batch_size,
                            max_length=max_length)
-    with store.connect() as con:
-        dataset, version = resolve_ref(con, ref)
-        got = con.execute("SELECT vr.uid, r.messages FROM version_rows vr JOIN rows r "
-                          "ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "
-                          "AND NOT vr.is_dup ORDER BY vr.rowid", [dataset, version]).fetchall()
+    dataset, version, got = _kept_rows(store, ref, "messages")
     uids = [u for u, _ in got]
     cond, alone = response_losses(cfg, [json.loads(m) for _, m in got], progress)
     values: dict[str, np.ndarray] = {"resp_loss": cond,
@@ -64,11 +60,7 @@ def save_scores(store: Store, ref: str, values: dict[str, dict[str, float]], par
     """A new version of `ref` holding scores computed elsewhere: `values` maps a score name to
     {row id: value} (rows of `ref` without a value get none). For scorers that need more than
     curation has, e.g. out-of-fold losses from models trained by `training.oof`."""
-    with store.connect() as con:
-        dataset, version = resolve_ref(con, ref)
-        got = con.execute("SELECT vr.uid, r.id FROM version_rows vr JOIN rows r ON r.uid = vr.uid "
-                          "WHERE vr.dataset = ? AND vr.version = ? AND NOT vr.is_dup "
-                          "ORDER BY vr.rowid", [dataset, version]).fetchall()
+    dataset, version, got = _kept_rows(store, ref, "id")
     uids = [u for u, _ in got]
     ids = [i for _, i in got]
     if len(set(ids)) != len(ids):
@@ -80,6 +72,17 @@ def save_scores(store: Store, ref: str, values: dict[str, dict[str, float]], par
                         {**params, "scores": list(values)})
     return {"ref": f"{dataset}@{name}", "parent": f"{dataset}@{version}", "scores": list(values),
             "n_rows": len(uids)}
+
+
+def _kept_rows(store: Store, ref: str, column: str) -> tuple[str, str, list[tuple]]:
+    """(dataset, version, [(uid, rows.<column>)]) of the rows `ref` keeps (not flagged as
+    duplicates), in version order: what a scorer scores. `column` is a name from this module."""
+    with store.connect() as con:
+        dataset, version = resolve_ref(con, ref)
+        got = con.execute(f"SELECT vr.uid, r.{column} FROM version_rows vr JOIN rows r "
+                          "ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "
+                          "AND NOT vr.is_dup ORDER BY vr.rowid", [dataset, version]).fetchall()
+    return dataset, version, got
 
 
 def _save_values(store: Store, dataset: str, version: str, out: str | None, uids: list[str],
