@@ -14,12 +14,12 @@ import json
 
 from kernel import jobs
 from kernel.errors import NotFoundError, StudioError
-from kernel.status import read_metrics
+from kernel.status import ACTIVE, read_metrics
 from training import provenance
 
 # Config fields shown as columns (the rest is in the config diff).
 KEY_CONFIG = ("base_model", "learning_rate", "lora_r", "num_epochs", "max_steps", "seed")
-ACTIVE_STATES = ("queued", "running")
+ACTIVE_STATES = ACTIVE  # the job states a run group can still cancel (kernel.status)
 
 
 def _config(value) -> dict:

@@ -26,6 +26,7 @@ META_FILE = "meta.json"
 JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
 STATES = JOB_STATES  # older name
 TERMINAL = ("completed", "failed", "cancelled")
+ACTIVE = tuple(s for s in JOB_STATES if s not in TERMINAL)  # queued or running
 STATUS_ERROR = "status_error"  # key read_status sets when the file cannot be trusted
 # Progress fields: train jobs write step/max_steps/eta_s, eval jobs done/total/eta_s and
 # `checkpoints` [{name, done, total}] (per-checkpoint generations); all have progress (0..1).
