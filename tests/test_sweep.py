@@ -403,6 +403,11 @@ def test_detached_halving_sweep_stops_the_weak_run_with_nobody_waiting(
         losses[lr] = halving.eval_losses(run["run_dir"])
     assert losses[3e-3][4] < losses[5e-4][4] < halving.eval_losses(weak["run_dir"])[4]
 
+    events = []                      # the waiting path only reports the runs' own stops
+    group = S.wait(store, "asha", on_event=events.append)
+    assert [m["run_id"] for m in group["members"] if m["halved"]] == [ids[1e-7]]
+    assert f"run {ids[1e-7]} (asha-c2-seed42): completed: {stop['note']}" in events
+
     capsys.readouterr()
     studio_main(["--workspace", ws, "sweep", "show", "asha", "--json"])
     rep = json.loads(capsys.readouterr().out)
