@@ -205,14 +205,72 @@ def step_differences(chain: list[dict], scores: dict[str, list[dict]],
 def attribute_chain(store, suite: str, chain: list[dict], backend="hf",
                     backend_options: dict | None = None) -> dict:
     """Evaluate the checkpoints of an already trained chain (cached) and attribute: the same
-    statistics as an ablation, for versions trained by someone else (the demo)."""
+    statistics as an ablation, for versions trained by someone else (the demo). Also returns
+    the suite's example ids and each version's per-example scores (`per_example`: ref -> one
+    {metric: [score per example]} per checkpoint), so chains trained with other seeds on the
+    same examples can be pooled (`pool_chains`)."""
     from evals.evaluate import evaluate
 
     ckpts = [c for v in chain for c in v["checkpoints"]]
     result = evaluate(store, suite, ckpts, backend, backend_options)
     scores = {v["ref"]: [result.scores[c] for c in v["checkpoints"]] for v in chain}
     return {"suite": result.suite.name, "n_examples": len(result.suite.rows),
-            **step_differences(chain, scores, list(result.suite.metrics))}
+            "example_ids": [str(r.get("id")) for r in result.suite.rows],
+            **step_differences(chain, scores, list(result.suite.metrics)),
+            "per_example": {ref: [{m: np.asarray(a, dtype=float).tolist() for m, a in s.items()}
+                                  for s in per] for ref, per in scores.items()}}
+
+
+def pool_chains(reps: list[dict]) -> dict:
+    """One attribution over several seeds' chains (`attribute_chain` results, one per seed):
+    per step, the seeds x examples array of paired differences, its mean with a 95% CI from
+    resampling seeds and examples, Holm across the steps and a verdict, as `step_differences`
+    gives for one chain trained with several seeds.
+
+    The chains must be comparable: the same steps (operations) in the same order, scored on
+    the same examples with the same metrics; otherwise a StudioError names the difference.
+    Returns {"suite", "n_examples", "n_seeds", "versions", "steps"} where each step also has
+    `per_seed` (its diff in each seed's own chain) and `train_rows_removed_per_seed`.
+    """
+    if not reps:
+        raise StudioError("pool: no chain to pool")
+    first = reps[0]
+    ops = [s["operation"] for s in first["steps"]]
+    metrics = list(dict.fromkeys(s["metric"] for s in first["steps"]))
+    for k, rep in enumerate(reps[1:], 2):
+        if [s["operation"] for s in rep["steps"]] != ops:
+            raise StudioError(f"pool: chain {k} has other steps than chain 1 "
+                              f"({[s['operation'] for s in rep['steps']]} vs {ops})")
+        if rep.get("example_ids") != first.get("example_ids") or not first.get("example_ids"):
+            raise StudioError(f"pool: chain {k} is not scored on the same examples as chain 1 "
+                              f"(suite {rep['suite']} vs {first['suite']})")
+        if "per_example" not in rep:
+            raise StudioError(f"pool: chain {k} has no per-example scores")
+    n_versions = len(first["versions"])
+    chain = [{"ref": f"step{i}", "operation": None if i == 0 else
+              first["steps"][i - 1]["operation"]} for i in range(n_versions)]
+    scores = {f"step{i}": [{m: np.asarray(s[m], dtype=float) for m in metrics}
+                           for rep in reps
+                           for s in rep["per_example"][rep["versions"][i]["ref"]]]
+              for i in range(n_versions)}
+    pooled = step_differences(chain, scores, metrics)
+    by_metric: dict[str, list[dict]] = {}
+    for rep in reps:
+        for s in rep["steps"]:
+            by_metric.setdefault(s["metric"], []).append(s)
+    n_steps = n_versions - 1
+    for j, row in enumerate(pooled["steps"]):
+        per_seed = [by_metric[row["metric"]][k * n_steps + j % n_steps] for k in range(len(reps))]
+        removed = [s["train_rows_removed"] for s in per_seed]
+        row.update(step=None, vs=None, per_seed=[s["diff"] for s in per_seed],
+                   train_rows_removed_per_seed=removed,
+                   train_rows_removed=None if None in removed else
+                   int(round(float(np.mean(removed)))))
+    for i, v in enumerate(pooled["versions"]):
+        v["ref"] = [rep["versions"][i]["ref"] for rep in reps]
+        v["operation"] = chain[i]["operation"]
+    return {"suite": first["suite"], "n_examples": first["n_examples"], "n_seeds": len(reps),
+            **pooled}
 
 
 def report_table(rep: dict) -> list[dict]:

@@ -3,8 +3,8 @@
     spec = SweepSpec(name="s1", suite="held", axes=parse_grid(["lora_r=8,16", "lr=1e-4,3e-4"],
                      datasets=["support@v5", "support@v7"]), seeds=[0])
     start(store, base_cfg, spec)       # validates every config, queues one run per config x seed
-    finish(store, "s1")                # waits (stopping weak runs if spec.halving), evaluates
-                                       # every finished run on the suite in one backend, reports
+    finish(store, "s1")                # waits, evaluates every run that trained to the end on
+                                       # the suite in one backend, reports
 
 Axes are TrainConfig field names (`lr`/`epochs` aliases too), so dataset versions are an axis
 like any hyperparameter, and so is `replay_fraction` with `replay=DATASET` (the share of that
@@ -15,16 +15,18 @@ picked by `evals.sweep_winner.pick_winner` on held-out metrics, never by loss.
 
 Successive halving (`halving=True`, asynchronous as in ASHA, Li et al. 2020, because on CPU
 runs train one after another): at every eval step before the last (a rung), a run whose eval
-loss is not among the best 1/eta of the runs that reached that rung so far is stopped. Loss
-only decides who keeps training; the winner is still picked by the held-out metric. Halving is
-applied by the process that waits (`finish`: `studio sweep` or `studio sweep show`).
+loss is not among the best 1/eta of the runs that reached that rung so far stops. Each run
+decides this itself in its training worker (`training.halving`, a Trainer callback), so it
+works with `--detach` and nobody waiting; `wait` only reports those stops. A halved run ends
+`completed` with a note and a usable last checkpoint, but it is no candidate: loss only
+decides who keeps training, the winner is picked by the held-out metric among the runs that
+trained to the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import random
 from dataclasses import dataclass, field
 
@@ -32,6 +34,7 @@ import numpy as np
 
 from kernel.errors import StudioError
 from training.config import TrainConfig
+from training.halving import eval_losses, halving_stops  # noqa: F401  (the rule lives there)
 
 NOT_AXES = {"seed": "list the seeds instead", "name": "the sweep names its runs"}
 REPLAY_AXIS = "replay_fraction"  # not a TrainConfig field: the share of --replay rows mixed in
@@ -259,73 +262,25 @@ def start(store, cfg: TrainConfig, spec: SweepSpec) -> dict:
     group_id = jobs.new_run_id("sweep")
     with store.transaction() as con:
         record_group(con, group_id, spec.name, cfg.to_dict(), kind="sweep", spec=spec.to_dict())
+    extra = None
+    if spec.halving:  # each run stops itself at a rung (training.halving), detached or not
+        from training.halving import write_settings
+
+        def extra(run_dir):
+            write_settings(run_dir, group_id, spec.eta)
     for r in runs:
-        r["run_id"] = launch_training(store, r.pop("cfg"), r.pop("prep"))
+        r["run_id"] = launch_training(store, r.pop("cfg"), r.pop("prep"), extra_inputs=extra)
         with store.transaction() as con:
             add_member(con, group_id, r["run_id"], r["seed"], {"config": r["config"],
                                                                **r["params"]})
     return {"sweep": group_id, "name": spec.name, "runs": runs}
 
 
-# --- successive halving -------------------------------------------------------------------------
-
-def halving_stops(losses: dict[str, dict[int, float]], active: set[str], eta: int,
-                  last_step: int | dict[str, int]) -> list[dict]:
-    """Which active runs to stop now: at a rung (an eval step before the run's last step,
-    `last_step`, one for all or per run id), a run must be among the best ceil(n/eta) eval
-    losses of the n runs that reached that rung.
-
-    `losses`: run id -> {step: eval loss} for every run of the sweep (stopped ones included:
-    they count at the rungs they reached). Returns [{run_id, step, loss, rank, n}].
-    """
-    stops = []
-    for run_id in sorted(active):
-        last = last_step[run_id] if isinstance(last_step, dict) else last_step
-        for step in sorted(s for s in losses.get(run_id, {}) if s < last):
-            peers = sorted(v[step] for v in losses.values() if step in v)
-            mine = losses[run_id][step]
-            rank = sum(1 for p in peers if p < mine)  # ties keep the run
-            keep = math.ceil(len(peers) / eta)
-            if rank >= keep:
-                stops.append({"run_id": run_id, "step": step, "loss": mine, "rank": rank + 1,
-                              "n": len(peers)})
-                break
-    return stops
-
-
-def eval_losses(run_dir: str) -> dict[int, float]:
-    from kernel.status import read_metrics
-
-    return {int(r["step"]): float(r["eval_loss"]) for r in read_metrics(run_dir)
-            if r.get("eval_loss") is not None and r.get("step") is not None}
-
-
-def _apply_halving(store, group: dict, runs: dict[str, dict], on_event=None) -> None:
-    from kernel.jobs import cancel
-    from training.groups import set_member_note
-
-    spec = group["spec"]
-    losses = {rid: eval_losses(r["run_dir"]) for rid, r in runs.items()}
-    active = {rid for rid, r in runs.items() if r["state"] == "running"}
-    last = {m["run_id"]: int(m["params"].get("max_steps", group["config"]["max_steps"]))
-            for m in group["members"]}  # max_steps may itself be an axis
-    for stop in halving_stops(losses, active, int(spec["eta"]), last):
-        note = (f"stopped by successive halving at step {stop['step']}: eval loss "
-                f"{stop['loss']:.4f} ranked {stop['rank']} of {stop['n']} (keeps the best "
-                f"1/{spec['eta']})")
-        set_member_note(store, group["id"], stop["run_id"], note)
-        try:
-            cancel(store, stop["run_id"])
-        except StudioError:
-            continue  # it finished meanwhile
-        if on_event:
-            on_event(f"run {stop['run_id']}: {note}")
-
-
 def wait(store, ref: str, timeout_s: float | None = None, poll_s: float = 1.0,
          on_event=None) -> dict:
-    """Block until every run of the sweep is finished, applying halving meanwhile; returns the
-    group (training.groups.get_group) with each member's run state."""
+    """Block until every run of the sweep is finished, reporting the runs that stopped
+    themselves by successive halving; returns the group (training.groups.get_group) with each
+    member's run state (and `halved`, `note`)."""
     import time
 
     from kernel.jobs import list_runs
@@ -341,14 +296,14 @@ def wait(store, ref: str, timeout_s: float | None = None, poll_s: float = 1.0,
         listed = {r["id"]: r for r in list_runs(store, kind="train")}
         runs = {m["run_id"]: listed[m["run_id"]] for m in group["members"]
                 if m["run_id"] in listed}
-        if group["spec"].get("halving"):
-            _apply_halving(store, group, runs, on_event)
+        notes = {m["run_id"]: m["note"] for m in group["members"] if m["halved"]}
         for rid, r in runs.items():
-            if on_event and seen.get(rid) != r["state"]:
-                on_event(f"run {rid} ({r['name']}): {r['state']}")
-            seen[rid] = r["state"]
+            shown = f"{r['state']}: {notes[rid]}" if rid in notes else r["state"]
+            if on_event and seen.get(rid) != shown:
+                on_event(f"run {rid} ({r['name']}): {shown}")
+            seen[rid] = shown
         if all(r["state"] in TERMINAL for r in runs.values()):
-            group = get_group(store, ref)  # notes written while stopping
+            group = get_group(store, ref)  # a stop recorded since the listing
             for m in group["members"]:
                 m["state"] = runs.get(m["run_id"], {}).get("state", "missing")
             return group
@@ -361,21 +316,28 @@ def wait(store, ref: str, timeout_s: float | None = None, poll_s: float = 1.0,
 
 def finish(store, ref: str, backend: str = "hf", backend_options: dict | None = None,
            timeout_s: float | None = None, on_event=None) -> dict:
-    """Wait for the sweep's runs, evaluate every completed run's last checkpoint on the suite
-    (one backend, cached), and report the ranking and the winner's statistics."""
+    """Wait for the sweep's runs, evaluate the last checkpoint of every run that trained to
+    the end (completed, not halved) on the suite (one backend, cached), and report the
+    ranking and the winner's statistics."""
     from evals.evaluate import evaluate
 
     group = wait(store, ref, timeout_s=timeout_s, on_event=on_event)
     last = _last_checkpoints(store, [m["run_id"] for m in group["members"]])
-    done = [m for m in group["members"] if m["state"] == "completed" and last.get(m["run_id"])]
+    done = [m for m in group["members"] if m["state"] == "completed" and not m["halved"]
+            and last.get(m["run_id"])]
     if not done:
         raise StudioError(f"sweep {ref}: no run completed with a checkpoint "
-                          f"({', '.join(sorted({m['state'] for m in group['members']}))})")
+                          f"({', '.join(sorted({_state(m) for m in group['members']}))})")
     result = evaluate(store, group["spec"]["suite"], [last[m["run_id"]] for m in done],
                       backend, backend_options)
     scores = {m["run_id"]: result.scores[last[m["run_id"]]] for m in done}
     return report(group, scores, len(result.suite.rows), list(result.suite.metrics),
                   {m["run_id"]: last[m["run_id"]] for m in done})
+
+
+def _state(member: dict) -> str:
+    """A member's state for reports: 'stopped by halving' for a run that halved itself."""
+    return "stopped by halving" if member.get("halved") else member["state"]
 
 
 def _last_checkpoints(store, run_ids: list[str]) -> dict[str, str]:
@@ -391,7 +353,8 @@ def _last_checkpoints(store, run_ids: list[str]) -> dict[str, str]:
 def report(group: dict, scores: dict[str, dict[str, np.ndarray]], n_examples: int,
            metrics: list[str], checkpoints: dict[str, str]) -> dict:
     """Ranking by the sweep's metric with CIs, the winner vs the others (paired), and the
-    configs that did not finish (stopped by halving, failed, cancelled)."""
+    runs that did not train to the end (stopped by halving, failed, cancelled): those have no
+    scores and are listed under `unfinished`, never ranked."""
     from evals.metrics import get_metric
     from evals.sweep_winner import pick_winner
 
@@ -411,7 +374,7 @@ def report(group: dict, scores: dict[str, dict[str, np.ndarray]], n_examples: in
         for m in members:
             if m["run_id"] not in scores:
                 unfinished.append({"config": i, "label": label(params), "run_id": m["run_id"],
-                                   "seed": m["seed"], "state": m["state"], "note": m["note"]})
+                                   "seed": m["seed"], "state": _state(m), "note": m["note"]})
     info = get_metric(metric)
     picked = pick_winner(evaluated, info.higher_is_better is not False, info.binary)
     for row in picked["ranking"]:

@@ -107,6 +107,101 @@ def test_halving_stops_runs_outside_the_best_share_at_each_rung():
     assert S.halving_stops({"a": {10: 1.0}, "b": {10: 1.0}}, {"b"}, 2, 30) == []  # tie: kept
 
 
+def _member_folder(runs_dir, run_id: str, group: str | None, losses: dict[int, float]):
+    from kernel.status import append_metrics
+    from training.halving import write_settings
+
+    folder = runs_dir / run_id
+    folder.mkdir(parents=True)
+    if group:
+        write_settings(folder, group, eta=2)
+    for step, loss in losses.items():
+        append_metrics(folder, {"step": step, "loss": loss + 0.5})   # a train line first
+        append_metrics(folder, {"step": step, "eval_loss": loss})
+    return folder
+
+
+def _evaluate(folder, step: int, eval_loss: float, max_steps: int = 30):
+    """What the Trainer does after an evaluation: the run's callbacks see its eval loss."""
+    from transformers import TrainerControl, TrainerState
+
+    from training.callbacks import halving_callbacks
+
+    [callback] = halving_callbacks(folder)
+    state, control = TrainerState(global_step=step, max_steps=max_steps), TrainerControl()
+    callback.on_evaluate(None, state, control, metrics={"eval_loss": eval_loss})
+    return control
+
+
+def test_a_halving_run_stops_itself_from_its_peers_files(tmp_path):
+    """The worker's callback: this run's eval loss at the rung against what the sweep's other
+    runs wrote in their metrics.jsonl; runs of another sweep do not count."""
+    from kernel.status import read_status
+    from training import halving
+    from training.callbacks import halving_callbacks
+
+    runs = tmp_path / "runs"
+    _member_folder(runs, "a", "sweep-1", {10: 1.0, 20: 0.8, 30: 0.7})
+    _member_folder(runs, "b", "sweep-1", {10: 1.2})                   # stopped there earlier
+    _member_folder(runs, "other", "sweep-2", {10: 0.1, 20: 0.1})     # another sweep
+    _member_folder(runs, "plain", None, {10: 0.1})                    # no sweep at all
+    assert halving_callbacks(runs / "plain") == []
+    me = _member_folder(runs, "c", "sweep-1", {})
+
+    control = _evaluate(me, 10, 0.9)       # rung 10: best of a, b, c -> keeps training
+    assert not control.should_training_stop and halving.stopped(me) is None
+    control = _evaluate(me, 20, 0.85)      # rung 20: a 0.8, c 0.85 -> 2nd of 2, keep 1: stop
+    assert control.should_training_stop
+    stop = halving.stopped(me)
+    assert (stop["step"], stop["rank"], stop["n"], stop["loss"]) == (20, 2, 2, 0.85)
+    assert stop["note"] == ("stopped by successive halving at step 20: eval loss 0.8500 "
+                            "ranked 2 of 2 (keeps the best 1/2)")
+    assert read_status(me)[halving.STOP_KEY] == stop
+    # The same rule as the pure function on the same losses (one rule, two callers).
+    assert halving.halving_stops({"a": {10: 1.0, 20: 0.8, 30: 0.7}, "b": {10: 1.2},
+                                  "c": {10: 0.9, 20: 0.85}}, {"c"}, 2, 30) == [
+        {k: stop[k] for k in ("run_id", "step", "loss", "rank", "n")}]
+    # The last eval step is no rung: a run that got there finishes whatever its loss.
+    last = _member_folder(runs, "d", "sweep-1", {10: 0.95, 20: 0.79})
+    assert not _evaluate(last, 30, 5.0).should_training_stop
+
+
+def test_a_halved_runs_stop_is_its_group_note(store, tmp_path):
+    """Workers never open the database: the note a halved run wrote in its folder is what
+    get_group / run_groups_by_run show, and `halved` marks it for the report."""
+    from training import halving
+
+    runs = store.workspace.root / "runs"
+    halved = _member_folder(runs, "run-h", "sweep-1", {})
+    _member_folder(runs, "run-ok", "sweep-1", {})
+    from kernel.status import write_status
+
+    write_status(halved, state="completed", **{halving.STOP_KEY: {
+        "step": 4, "note": "stopped by successive halving at step 4: eval loss 2.0000 ranked "
+                           "2 of 2 (keeps the best 1/2)"}})
+    with store.transaction() as con:
+        for rid in ("run-h", "run-ok"):
+            con.execute("INSERT INTO runs (id, kind, name, state, config, run_dir) VALUES "
+                        "(?, 'train', ?, 'completed', '{}', ?)", [rid, rid, str(runs / rid)])
+        record_group(con, "sweep-1", "s1", {}, kind="sweep", spec={"halving": True})
+        add_member(con, "sweep-1", "run-h", 0, {"config": 0})
+        add_member(con, "sweep-1", "run-ok", 0, {"config": 1})
+    members = {m["run_id"]: m for m in get_group(store, "s1")["members"]}
+    assert members["run-h"]["halved"] and members["run-h"]["note"].startswith(
+        "stopped by successive halving at step 4")
+    assert not members["run-ok"]["halved"] and members["run-ok"]["note"] is None
+    [g] = run_groups_by_run(store)["run-h"]
+    assert g["note"] == members["run-h"]["note"]
+    rep = S.report(get_group(store, "s1") | {"spec": {"metric": "exact_match", "suite": "h",
+                                                          "seeds": [0], "axes": {}}},
+                   {"run-ok": {"exact_match": np.ones(5)}}, 5, ["exact_match"],
+                   {"run-ok": "run-ok/step-8"})
+    assert [r["runs"] for r in rep["ranking"]] == [["run-ok"]]      # the halved run: no candidate
+    [u] = rep["unfinished"]
+    assert (u["run_id"], u["state"]) == ("run-h", "stopped by halving")
+    assert S.report_table(rep)[-1]["verdict"] == u["note"]
+
+
 # --- picking the winner -----------------------------------------------------------------------
 
 def _binary(p: float, n: int, rng) -> np.ndarray:
@@ -265,6 +360,63 @@ def test_cli_sweep_end_to_end_on_the_tiny_model(store, data, tiny_model, tmp_pat
     assert "learning_rate=0.003" in text and "95% CI" in text and rep["verdict"] in text
     studio_main(["--workspace", ws, "sweep", "list", "--json"])
     assert [g["name"] for g in json.loads(capsys.readouterr().out)] == ["s1"]
+
+
+@pytest.mark.slow
+def test_detached_halving_sweep_stops_the_weak_run_with_nobody_waiting(
+        store, data, tiny_model, tmp_path, monkeypatch, capsys):
+    """Real tiny-model jobs, `--detach`, and nothing but the jobs themselves running: the
+    weak config (lr 1e-7, hardly moves) stops itself at the first rung with the note, the
+    others train to the end (lr 3e-3 leads lr 5e-4 at each rung, so whichever order the
+    queued runs take the CPU in, neither is stopped), and the report ranks only those two."""
+    from kernel import jobs
+    from training import halving
+
+    monkeypatch.setenv("STUDIO_TORCH_THREADS", "1")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"base_model": str(tiny_model), "dataset": data,
+                                      "max_steps": 12, "eval_steps": 4, "save_steps": 4,
+                                      "eval_fraction": 0.2, "batch_size": 8,
+                                      "logging_steps": 4, "report_to": "none"}))
+    ws = str(store.workspace.root)
+    capsys.readouterr()
+    studio_main(["--workspace", ws, "sweep", "--config", str(config), "--grid",
+                 "lr=5e-4,3e-3,1e-7", "--suite", "held", "--name", "asha", "--halving",
+                 "--detach", "--json"])
+    started = json.loads(capsys.readouterr().out)
+    ids = {r["params"]["learning_rate"]: r["run_id"] for r in started["runs"]}
+    for run_id in ids.values():      # only watch: kernel.jobs.wait stops nothing
+        assert jobs.wait(store, run_id, timeout_s=600, poll_s=1.0)["state"] == "completed"
+
+    weak = jobs.get_run(store, ids[1e-7])
+    stop = halving.stopped(weak["run_dir"])
+    # Queued runs take the CPU in no fixed order: the weak one met one or two others at rung 4.
+    assert stop is not None and stop["step"] == 4 and stop["rank"] == stop["n"] in (2, 3)
+    assert stop["note"].startswith("stopped by successive halving at step 4: eval loss ")
+    assert [c["id"] for c in weak["checkpoints"]][-1] == f"{ids[1e-7]}/step-4"  # usable
+    assert "stopped by successive halving at step 4" in jobs.log_tail(weak["run_dir"], 50)
+    losses = {}
+    for lr in (5e-4, 3e-3):          # the good ones trained to the end
+        run = jobs.get_run(store, ids[lr])
+        assert halving.stopped(run["run_dir"]) is None
+        assert run["checkpoints"][-1]["step"] == 12
+        losses[lr] = halving.eval_losses(run["run_dir"])
+    assert losses[3e-3][4] < losses[5e-4][4] < halving.eval_losses(weak["run_dir"])[4]
+
+    events = []                      # the waiting path only reports the runs' own stops
+    group = S.wait(store, "asha", on_event=events.append)
+    assert [m["run_id"] for m in group["members"] if m["halved"]] == [ids[1e-7]]
+    assert f"run {ids[1e-7]} (asha-c2-seed42): completed: {stop['note']}" in events
+
+    capsys.readouterr()
+    studio_main(["--workspace", ws, "sweep", "show", "asha", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert sorted(r["label"] for r in rep["ranking"]) == ["learning_rate=0.0005",
+                                                          "learning_rate=0.003"]
+    assert rep["winner"] in ("learning_rate=0.0005", "learning_rate=0.003")
+    [u] = rep["unfinished"]
+    assert (u["run_id"], u["state"], u["note"]) == (ids[1e-7], "stopped by halving",
+                                                    stop["note"])
 
 
 # --- replay as an axis --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from kernel import status as st
 from kernel.status import CHECKPOINTS_DIR, META_FILE
-from training import provenance
+from training import halving, provenance
 
 _KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "eval_loss": "eval_loss"}
 
@@ -89,6 +89,32 @@ class StudioCallback(TrainerCallback):
                 and not (final / META_FILE).exists()):
             save_checkpoint(self.run_dir, state.global_step, model, self.tokenizer, self.cfg,
                             dict(self.last_metrics))
+
+
+class HalvingCallback(TrainerCallback):
+    """A run of a successive-halving sweep stops itself after an evaluation that ranks it
+    outside the best 1/eta at a rung (`training.halving.decide`); rank 0 records why."""
+
+    def __init__(self, run_dir, group: str, eta: int) -> None:
+        self.run_dir, self.group, self.eta = Path(run_dir), group, int(eta)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not metrics or metrics.get("eval_loss") is None:
+            return
+        stop = halving.decide(self.run_dir, self.group, self.eta, state.global_step,
+                              metrics["eval_loss"], state.max_steps)
+        if stop is None:
+            return
+        control.should_training_stop = True  # every rank stops; on_train_end saves the adapter
+        if state.is_world_process_zero:
+            st.write_status(self.run_dir, **{halving.STOP_KEY: stop})
+            print(f"[train] {stop['note']}", flush=True)
+
+
+def halving_callbacks(run_dir) -> list:
+    """[HalvingCallback] for a run of a halving sweep (it has `halving.json`), else []."""
+    settings = halving.read_settings(run_dir)
+    return [HalvingCallback(run_dir, settings["group"], settings["eta"])] if settings else []
 
 
 def save_checkpoint(run_dir, step: int, model, tokenizer, cfg, metrics: dict) -> Path:

@@ -8,7 +8,8 @@ grouped after the fact by a glob over their names or ids (`curated-seed*`).
 Every multi-run experiment is a group of one of `GROUP_KINDS`: `seeds` (`train --seeds`),
 `sweep` (`studio sweep`, evals.sweep) and `ablation` (`studio ablate`, evals.ablation; the
 group id is the ablation id). A member's `params` say what varies between runs of the group
-(e.g. {"lora_r": 8, "dataset": "support@v5"}) and `note` why the group's driver stopped it.
+(e.g. {"lora_r": 8, "dataset": "support@v5"}) and `note` why it was stopped (a halving sweep's
+run records that in its own folder, `training.halving`; `halved` is then true).
 `run_groups_by_run(store)` is how a listing (the experiments table) reads a run's group.
 """
 
@@ -91,12 +92,24 @@ def get_group(store, ref: str) -> dict:
     group = rows[0]
     group["config"], group["spec"] = _loads(group["config"]), _loads(group["spec"])
     group["members"] = store.query(
-        "SELECT m.run_id, m.seed, m.params, m.note FROM run_group_members m "
+        "SELECT m.run_id, m.seed, m.params, m.note, r.run_dir FROM run_group_members m "
         "LEFT JOIN runs r ON r.id = m.run_id WHERE m.group_id = ? "
         "ORDER BY r.created_at, m.run_id", [group["id"]])
     for m in group["members"]:
         m["params"] = _loads(m["params"]) or {}
+        note = _halving_note(m.pop("run_dir"))
+        m["halved"] = note is not None   # it stopped itself: no candidate for a sweep's winner
+        m["note"] = m["note"] or note
     return group
+
+
+def _halving_note(run_dir: str | None) -> str | None:
+    """A run of a halving sweep stops itself and records why in its folder (workers never
+    open the database): that record's note, or None."""
+    from training.halving import stopped
+
+    stop = stopped(run_dir) if run_dir else None
+    return str(stop.get("note") or "stopped by successive halving") if stop else None
 
 
 def run_groups_by_run(store) -> dict[str, list[dict]]:
@@ -106,9 +119,13 @@ def run_groups_by_run(store) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in store.query(
             "SELECT m.run_id, g.id AS group_id, coalesce(g.name, g.id) AS \"group\", g.kind, "
-            "m.params, m.note FROM run_group_members m JOIN run_groups g ON g.id = m.group_id "
+            "m.params, m.note, r.run_dir FROM run_group_members m "
+            "JOIN run_groups g ON g.id = m.group_id LEFT JOIN runs r ON r.id = m.run_id "
             "ORDER BY g.created_at"):
         r["params"] = _loads(r["params"]) or {}
+        run_dir = r.pop("run_dir")
+        if r["kind"] == "sweep" and not r["note"]:
+            r["note"] = _halving_note(run_dir)
         out.setdefault(r.pop("run_id"), []).append(r)
     return out
 

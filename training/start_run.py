@@ -32,14 +32,17 @@ def prepare_training(store, cfg: TrainConfig) -> tuple[TrainConfig, list[dict], 
     return resolved, train, evals
 
 
-def launch_training(store, cfg: TrainConfig, prepared=None) -> str:
-    """Validate, export and start a training job; returns the run id."""
+def launch_training(store, cfg: TrainConfig, prepared=None, extra_inputs=None) -> str:
+    """Validate, export and start a training job; returns the run id. `extra_inputs(run_dir)`
+    writes more input files before the job starts (a sweep's `training.halving` settings)."""
     resolved, train, evals = prepared or prepare_training(store, cfg)
 
     def write_inputs(run_dir: Path) -> None:
         resolved.to_yaml(run_dir / CONFIG_FILE)
         export_split(run_dir, train, evals)
         provenance.record(store, resolved, run_dir, train, evals)
+        if extra_inputs is not None:
+            extra_inputs(run_dir)
 
     run_id = jobs.launch(store, "train", "training.train_worker", config=resolved.to_dict(),
                          prepare=write_inputs, name=cfg.name or None)

@@ -133,7 +133,7 @@ def build_trainer(cfg: TrainConfig, run_dir: str | Path, train_rows: list[dict],
     import torch
     from transformers import Trainer, set_seed
 
-    from training.callbacks import StudioCallback
+    from training.callbacks import StudioCallback, halving_callbacks
     from training.preflight import load_tokenizer
 
     run_dir = Path(run_dir)
@@ -159,6 +159,8 @@ def build_trainer(cfg: TrainConfig, run_dir: str | Path, train_rows: list[dict],
     callbacks = [StudioCallback(run_dir, cfg, tokenizer, counter, write_files=write_files)]
     if write_files:  # TensorBoard / MLflow / W&B as cfg.report_to says (training.tracking)
         callbacks += tracking.callbacks(cfg, run_dir)
+    if evals:  # a run of a successive-halving sweep stops itself (training.halving)
+        callbacks += halving_callbacks(run_dir)
     if cfg.early_stopping_patience and evals:
         from transformers import EarlyStoppingCallback
 

@@ -100,6 +100,11 @@ def render_seeds(r: dict) -> str:
         lines.append(f"  pooled {label}: {g['diff']:+.3f} {_ci(g['ci_low'], g['ci_high'], True)}, "
                      f"p = {g['p_value']:.3g} (two-level CI over {g['n_seeds_baseline']} seeds x "
                      f"{g['n']} examples; se seeds {g['se_seed']:.3f}, examples {g['se_example']:.3f})")
+    if r.get("attribution_pooled"):
+        from studio.demo.attribution import pooled_attribution_lines
+
+        lines += ["", "Which step made the difference (exact match), pooled over seeds:",
+                  *pooled_attribution_lines(r["attribution_pooled"])]
     lines += ["", "Targets:"]
     for name, t in r["targets"].items():
         lines.append(f"  [{'met' if t['met'] else 'NOT MET'}] {name}: {t['detail']}")

@@ -73,8 +73,9 @@ def _action(store, items: tuple[str, ...], backend: str, as_json: bool) -> None:
               help="Run K configs sampled from the grid instead of all of it.")
 @click.option("--sample-seed", type=int, default=0, show_default=True,
               help="Seed of the --random sample.")
-@click.option("--halving", is_flag=True, help="Successive halving: at each eval step, stop runs "
-              "whose eval loss is not among the best 1/eta so far.")
+@click.option("--halving", is_flag=True, help="Successive halving: at each eval step, a run "
+              "whose eval loss is not among the best 1/eta so far stops itself (also with "
+              "--detach); halved runs are no winner candidates.")
 @click.option("--eta", type=int, default=2, show_default=True, help="Halving keeps 1/eta.")
 @click.option("--name", default=None, help="Sweep (run group) name; default sweep-<random>.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True,

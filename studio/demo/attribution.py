@@ -8,13 +8,19 @@ those already evaluated) and gives each step k vs step k-1 its paired difference
 over seeds and examples, Holm-adjusted p across the steps and a verdict. Dedup and filters are
 judged on the held-out task suite; replay's effect shows on the general suite (forgetting), so
 both suites are reported.
+
+Over several seeds (`studio demo --seeds 0,1,2`) one seed's verdict rests on one run per
+version and is noisy, so `pool_attribution` makes one attribution per suite over seeds x
+examples (`evals.ablation.pool_chains`: every seed's chain has the same steps and is scored on
+the same examples, the first seed's suites), Holm across the steps, the verdict from that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from evals.ablation import attribute_chain
+from evals.ablation import attribute_chain, pool_chains
+from kernel.errors import StudioError
 from kernel.store import Store
 
 
@@ -60,4 +66,41 @@ def attribution_lines(attribution: dict, metric: str = "exact_match") -> list[st
             lines.append(f"  {s['operation'][:48]:<48} {change}{s['diff']:+.3f} "
                          f"[{s['low']:+.3f}, {s['high']:+.3f}], p = {s['p_holm']:.3g}: "
                          f"{s['verdict']}")
+    return lines
+
+
+def pool_attribution(per_seed: list[dict]) -> dict:
+    """The seeds' attributions ({role: attribute_chain result}, one per seed) pooled per
+    suite role: {role: pool_chains result}, or {role: {"problem": why}} when the seeds' chains
+    cannot be pooled (other steps or other examples), which the report prints instead."""
+    roles = [role for role in per_seed[0] if all(role in a for a in per_seed)] if per_seed else []
+    out = {}
+    for role in roles:
+        try:
+            out[role] = pool_chains([a[role] for a in per_seed])
+        except StudioError as exc:
+            out[role] = {"problem": str(exc)}
+    return out
+
+
+def pooled_attribution_lines(pooled: dict, metric: str = "exact_match") -> list[str]:
+    """Text for the multi-seed report: one line per step and suite, pooled over seeds, with
+    each seed's own difference at the end (short: the pooled verdict is the one that counts)."""
+    lines = []
+    for role, rep in pooled.items():
+        if "problem" in rep:
+            lines.append(f"{role} suite: not pooled: {rep['problem']}")
+            continue
+        lines.append(f"{role} suite {rep['suite']} ({rep['n_seeds']} seeds x n = "
+                     f"{rep['n_examples']}), each step vs the one before, 95% CI over seeds and "
+                     "examples, Holm-adjusted p:")
+        for s in rep["steps"]:
+            if s["metric"] != metric:
+                continue
+            rows = s["train_rows_removed"]
+            change = "" if rows is None else f"{-rows:+d} rows, "
+            seeds = " ".join(f"{d:+.2f}" for d in s["per_seed"])
+            lines.append(f"  {s['operation'][:40]:<40} {change}{s['diff']:+.3f} "
+                         f"[{s['low']:+.3f}, {s['high']:+.3f}], p = {s['p_holm']:.3g}: "
+                         f"{s['verdict']}  (per seed {seeds})")
     return lines

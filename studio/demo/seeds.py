@@ -22,6 +22,7 @@ import numpy as np
 
 from evals.stats import grouped_compare
 from kernel.errors import StudioError
+from studio.demo.attribution import pool_attribution
 from studio.demo.clock import Progress
 from studio.demo.pipeline import run_demo
 from studio.demo.result import DemoResult
@@ -39,6 +40,7 @@ class SeedsResult:
     targets: dict[str, dict]        # name -> {met, detail, per_seed?}
     total_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    attribution_pooled: dict = field(default_factory=dict)  # role -> steps over seeds x examples
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,4 +102,5 @@ def run_demo_seeds(workspace: str | Path, seeds: list[int], quick: bool = False,
     notes = [f"seed {r.seed}: {n}" for r in results for n in r.notes]
     return SeedsResult(seeds=list(seeds), per_seed=per_seed, pooled=pooled,
                        targets=judge(per_seed, pooled),
-                       total_s=sum(r.total_s for r in results), notes=notes)
+                       total_s=sum(r.total_s for r in results), notes=notes,
+                       attribution_pooled=pool_attribution([r.attribution for r in results]))
