@@ -90,7 +90,8 @@ def test_cut_per_fold_model_and_a_task_a_model_did_not_learn_is_reported_not_jud
     assert len(wrongly) >= 30
 
 
-def test_denoise_version_records_why_and_drops_rows_above_their_cut(store, tmp_path, tiny_model):
+def test_denoise_version_records_why_and_drops_rows_above_their_cut(store, tmp_path, tiny_model,
+                                                                    capsys):
     rows = generate(["last_word", "join_dash"], 30, seed=4)
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps({"id": f"r{i}", "instruction": r["instruction"],
@@ -108,6 +109,10 @@ def test_denoise_version_records_why_and_drops_rows_above_their_cut(store, tmp_p
     default = drop_high_loss(store, scored["ref"], score="resp_loss", seed=0)
     assert set(default["cuts"]) | set(default["unjudged"]) == {"last_word", "join_dash"}
     assert default["unjudged"] and all("did not learn" in why for why in default["unjudged"].values())
+    main(["--workspace", str(store.workspace.root), "denoise", scored["ref"], "--score",
+          "resp_loss"])
+    out = capsys.readouterr().out
+    assert all(f"warning: {g} left unjudged" in out for g in default["unjudged"])
     got = drop_high_loss(store, scored["ref"], score="resp_loss", seed=0, out="clean",
                          min_spread=None)
     assert set(got["cuts"]) == {"last_word", "join_dash"} and got["unjudged"] == {}
