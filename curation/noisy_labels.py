@@ -75,7 +75,7 @@ def loss_spread(losses: Sequence[float]) -> float:
 def high_loss_cut(losses: Sequence[float], seed: int = 0,
                   posterior: float = HIGH_MODE_POSTERIOR, fence: bool = True) -> float:
     """The boundary between the low (clean) and high (noisy) modes of a 2-Gaussian mixture on
-    log-loss: the first point between the two means where the high mode's posterior reaches
+    log-loss: the first point above the clean mean where the high mode's posterior reaches
     `posterior`. (Taking the mixture's labels as they are would flag clean rows in the left
     tail whenever the high mode is the wider one.) With `fence`, losses beyond the far-out
     fence are left out of the fit and the cut is never above the fence."""
@@ -91,9 +91,13 @@ def high_loss_cut(losses: Sequence[float], seed: int = 0,
     gmm = GaussianMixture(n_components=2, random_state=seed).fit(bulk)
     means = gmm.means_.ravel()
     low, high = int(np.argmin(means)), int(np.argmax(means))
-    grid = np.linspace(means[low], means[high], 513).reshape(-1, 1)
+    if low == high:
+        return float(np.exp(top))
+    # from the clean mean up to the fence: with two modes of similar width the high mode's
+    # posterior may pass `posterior` only beyond its own mean
+    grid = np.linspace(means[low], max(top, means[high]), 1025).reshape(-1, 1)
     past = np.nonzero(gmm.predict_proba(grid)[:, high] >= posterior)[0]
-    if low == high or len(past) == 0:
+    if len(past) == 0:
         return float(np.exp(top))
     return float(np.exp(min(grid[past[0], 0], top)))
 

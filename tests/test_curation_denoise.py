@@ -135,3 +135,18 @@ def test_denoise_cli_errors_in_one_line(workspace, tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: denoise: e@v1 has no score 'oof_loss'")
+
+
+def test_cut_is_found_when_the_posterior_passes_only_beyond_the_high_mean():
+    """Two modes of equal width < 2 sd apart (seen on the demo's seed 0): the high mode's
+    posterior is below 0.9 at its own mean, so a cut searched only between the means found
+    none and flagged nothing. Searched up to the fence, it flags the upper part of the high
+    mode, almost all of it wrong."""
+    rng = random.Random(3)
+    clean = _lognormal("c", 1.0, 0.45, 200, rng, group="t")
+    wrong = _lognormal("w", 2.3, 0.45, 150, rng, group="t")
+    got = flag_high_loss(clean + wrong, seed=0)
+    cut = got.cuts["t"]
+    assert 2.3 < cut < max(r["loss"] for r in wrong)
+    hits = {r["id"] for r in wrong} & set(got.flagged)
+    assert len(hits) >= 0.25 * len(wrong) and len(hits) >= 0.9 * len(got.flagged)
