@@ -246,6 +246,7 @@ class GroupedResult:
     per_seed: list[dict]
     se_bootstrap_raw: float     # plain pigeonhole-bootstrap SE, before calibration
     warning: str | None = None
+    paired_seeds: bool = False  # seeds matched: the per-seed difference was the unit
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -398,7 +399,7 @@ def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=No
         se_example=float(np.sqrt(example_var)),
         seed_sd_baseline=float(A.mean(axis=1).std(ddof=1)),
         seed_sd_candidate=float(B.mean(axis=1).std(ddof=1)), per_seed=per_seed,
-        se_bootstrap_raw=raw_sd, warning=warning)
+        se_bootstrap_raw=raw_sd, warning=warning, paired_seeds=paired_seeds)
 
 
 # --- multiple comparisons ---------------------------------------------------------------------

@@ -178,5 +178,6 @@ def test_paired_seeds_remove_the_shared_seed_effect():
     shuffled = grouped_compare(a, b[[2, 0, 1]], [0, 1, 2], [2, 0, 1], n_boot=200,
                                paired_seeds=True)
     assert shuffled.se == pytest.approx(same.se) and shuffled.ci_low == pytest.approx(same.ci_low)
+    assert same.paired_seeds and not grouped_compare(a, b, n_boot=200).paired_seeds
     with pytest.raises(ValueError, match="same distinct seeds"):
         grouped_compare(a, b, [0, 1, 2], [0, 1, 5], paired_seeds=True)
