@@ -73,12 +73,14 @@ def loss_spread(losses: Sequence[float]) -> float:
 
 
 def high_loss_cut(losses: Sequence[float], seed: int = 0,
-                  posterior: float = HIGH_MODE_POSTERIOR, fence: bool = True) -> float:
+                  posterior: float = HIGH_MODE_POSTERIOR, fence: bool = True,
+                  past_high_mean: bool = True) -> float:
     """The boundary between the low (clean) and high (noisy) modes of a 2-Gaussian mixture on
     log-loss: the first point above the clean mean where the high mode's posterior reaches
     `posterior`. (Taking the mixture's labels as they are would flag clean rows in the left
     tail whenever the high mode is the wider one.) With `fence`, losses beyond the far-out
-    fence are left out of the fit and the cut is never above the fence."""
+    fence are left out of the fit and the cut is never above the fence. `fence=False,
+    past_high_mean=False` is the former cut (searched between the means only)."""
     from sklearn.mixture import GaussianMixture
 
     x = np.log(np.clip(np.asarray(losses, dtype=float), 1e-6, None))
@@ -95,7 +97,11 @@ def high_loss_cut(losses: Sequence[float], seed: int = 0,
         return float(np.exp(top))
     # from the clean mean up to the fence: with two modes of similar width the high mode's
     # posterior may pass `posterior` only beyond its own mean
-    grid = np.linspace(means[low], max(top, means[high]), 1025).reshape(-1, 1)
+    if past_high_mean:
+        grid = np.linspace(means[low], max(top, means[high]), 1025)
+    else:                                      # the former cut's grid, exactly
+        grid = np.linspace(means[low], means[high], 513)
+    grid = grid.reshape(-1, 1)
     past = np.nonzero(gmm.predict_proba(grid)[:, high] >= posterior)[0]
     if len(past) == 0:
         return float(np.exp(top))
@@ -124,11 +130,13 @@ def group_name(row: dict, group_key: str = "group", per_model: bool = True) -> s
 def flag_high_loss(rows: Sequence[dict], seed: int = 0, min_group: int = 20,
                    group_key: str = "group", posterior: float = HIGH_MODE_POSTERIOR,
                    per_model: bool = True, fence: bool = True,
-                   min_spread: float | None = MIN_SPREAD) -> HighLoss:
+                   min_spread: float | None = MIN_SPREAD, past_high_mean: bool = True
+                   ) -> HighLoss:
     """Rows (dicts with id, loss, `group_key` and, for out-of-fold scores, fold) in their
     group's high-loss mode. Groups smaller than `min_group` are too small to fit and kept;
     groups whose losses do not spread (`loss_spread` < `min_spread`) are kept and reported.
-    `per_model=False, fence=False, min_spread=None` is the former per-task mixture cut."""
+    `per_model=False, fence=False, min_spread=None, past_high_mean=False` is the former
+    per-task mixture cut."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(group_name(r, group_key, per_model), []).append(r)
@@ -142,7 +150,7 @@ def flag_high_loss(rows: Sequence[dict], seed: int = 0, min_group: int = 20,
                                   "the model did not learn this task, or it is nearly clean; "
                                   f"its {len(members)} rows are kept unjudged")
             continue
-        cut = high_loss_cut(losses, seed, posterior, fence)
+        cut = high_loss_cut(losses, seed, posterior, fence, past_high_mean)
         out.cuts[name] = cut
         out.flagged += [m["id"] for m in members if m["loss"] > cut]
     return out

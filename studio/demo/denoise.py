@@ -52,7 +52,7 @@ class DetectorQuality:
 
 # The cut as it was before the per-model cut (one mixture per task, no fence, every task
 # judged): `bench/bench_noisy_labels.py` prints it beside the current one.
-PER_TASK_CUT = {"per_model": False, "fence": False, "min_spread": None}
+PER_TASK_CUT = {"per_model": False, "fence": False, "min_spread": None, "past_high_mean": False}
 
 
 def quality(method: str, rows: list[dict], bad_ids: set[str], seed: int,
