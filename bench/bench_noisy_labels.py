@@ -1,15 +1,18 @@
 """Noisy-label detectors on the demo's planted noise, over several seeds.
 
 For each seed: the demo's data (25% wrong answers, empty/truncated ones, planted copies), its
-dedup + heuristics, then every row scored by each detector and cut per task by the same
-2-Gaussian mixture (`curation.noisy_labels`):
+dedup + heuristics, then every row scored by each detector and cut by two rules, side by side
+on the same scores: `per-task` (the former cut: one 2-Gaussian mixture per task) and
+`per-model` (the default of `curation.noisy_labels`: per task and fold model, extreme losses
+fenced out of the fit, groups whose losses do not spread left unjudged). Detectors:
   in-sample  loss under the LoRA run trained on the raw data (the demo's former method)
   early      loss under that run's checkpoint at --early-step (small-loss criterion)
   oof-kK     out-of-fold loss from K LoRA runs, each on all folds but one (`training.oof`)
 Every run uses the demo's LoRA settings and the seed. Printed: AUROC of the loss for the
-planted bad labels, precision and recall of the cut (at the Bayes boundary and at the default
-posterior), per seed and as mean (min) over seeds. A re-run on the same --workspace reuses
-the stored scores.
+planted bad labels, precision and recall of the cut (per-task also at the Bayes boundary), per
+seed and as mean (min) over seeds; for per-model also the groups left unjudged and the recall
+among the judged rows. A re-run on the same --workspace reuses the stored scores (scores
+stored before the fold was recorded get it back from `training.oof.assign_folds`).
 
     .venv/bin/python bench/bench_noisy_labels.py --seeds 0,1,2 [--folds 2,3] [--quick]
 """
@@ -27,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation.datasets import list_datasets, list_versions  # noqa: E402
+from curation.datasets import list_datasets, list_versions, show  # noqa: E402
 from curation.noisy_labels import HIGH_MODE_POSTERIOR  # noqa: E402
 from kernel.store import Store  # noqa: E402
 from kernel.workspace import Workspace  # noqa: E402
 from studio.demo.data import build_demo_data  # noqa: E402
-from studio.demo.denoise import losses_of, quality, score_rows  # noqa: E402
+from studio.demo.denoise import PER_TASK_CUT, losses_of, quality, score_rows  # noqa: E402
 from studio.demo.pipeline import (  # noqa: E402
     _dedup_and_heuristics,
     _import,
@@ -43,8 +46,11 @@ from studio.demo.pipeline import (  # noqa: E402
     train_config,
 )
 from studio.demo.settings import DemoSettings  # noqa: E402
+from training.oof import assign_folds  # noqa: E402
 
-POSTERIORS = (0.5, HIGH_MODE_POSTERIOR)
+# (cut, posterior): the former per-task mixture at the Bayes boundary and at the default
+# posterior, and the per-model cut (the default) at the default posterior.
+CUTS = (("per-task", 0.5), ("per-task", HIGH_MODE_POSTERIOR), ("per-model", HIGH_MODE_POSTERIOR))
 
 
 def cpu_model() -> str:
@@ -92,23 +98,54 @@ def one_seed(store: Store, model: Path, settings: DemoSettings, seed: int, folds
             log(f"seed {seed} {method}: scored in {time.perf_counter() - t0:.0f}s")
     out = []
     for method in methods:
-        rows = losses_of(store, *stored[method])
-        for posterior in POSTERIORS:
-            q = asdict(quality(method, rows, data.bad_label_ids, seed, posterior=posterior))
-            out.append({**q, "seed": seed, "posterior": posterior})
+        rows = with_folds(store, stored[method][0], losses_of(store, *stored[method]))
+        for cut, posterior in CUTS:
+            options = PER_TASK_CUT if cut == "per-task" else {}
+            q = asdict(quality(method, rows, data.bad_label_ids, seed, posterior=posterior,
+                               **options))
+            out.append({**q, "seed": seed, "posterior": posterior, "cut": cut,
+                        "max_steps": stored_steps(store, stored[method][0])})
     return out
+
+
+def _params(store: Store, ref: str) -> dict:
+    p = show(store, ref)["params"]
+    return p if isinstance(p, dict) else json.loads(p or "{}")
+
+
+def stored_steps(store: Store, ref: str) -> int | None:
+    """The LoRA steps of the runs behind a stored out-of-fold score (None for others)."""
+    return _params(store, ref).get("max_steps")
+
+
+def with_folds(store: Store, ref: str, rows: list[dict]) -> list[dict]:
+    """Out-of-fold rows stored before `oof_fold` existed: their fold, re-derived (assign_folds
+    is seeded and depends on ids and categories only)."""
+    p = _params(store, ref)
+    if p.get("scorer") != "oof-loss" or all(r.get("fold") is not None for r in rows):
+        return rows
+    fold_of = assign_folds([{"id": r["id"], "category": r["group"]} for r in rows],
+                           int(p["folds"]), int(p["seed"]))
+    return [{**r, "fold": fold_of[r["id"]]} for r in rows]
 
 
 def table(rows: list[dict]) -> str:
     def f(x):
         return "-" if x is None else f"{x:.3f}"
+
+    def cell(r):
+        text = f"{f(r['auroc'])} / {f(r['precision'])} / {f(r['recall'])}"
+        if r["cut"] == "per-model" and r["unjudged"]:
+            text += (f" ({len(r['unjudged'])} groups, {r['n_unjudged']} rows unjudged; "
+                     f"R judged {f(r['recall_judged'])})")
+        return text
     methods = list(dict.fromkeys(r["method"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
     lines = ["| detector | " + " | ".join(f"seed {s}: AUROC / P / R" for s in seeds)
              + " | mean AUROC | min P | min R |", "|---|" + "---|" * (len(seeds) + 3)]
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
-        cells = [f"{f(r['auroc'])} / {f(r['precision'])} / {f(r['recall'])}" for r in mine]
+        cells = [cell(r) for r in mine]
         au = [r["auroc"] for r in mine if r["auroc"] is not None]
         pr = [r["precision"] or 0.0 for r in mine]
         rc = [r["recall"] or 0.0 for r in mine]
@@ -138,10 +175,13 @@ def main() -> None:
         rows += one_seed(store, model, settings, seed, folds, lambda line: print(line, flush=True))
     print(f"\nNoisy-label detectors on the demo's planted noise ({'quick' if args.quick else 'full'} "
           f"demo data; {cpu_model()}, torch threads {settings.threads}; {time.strftime('%Y-%m-%d')})")
-    for posterior in POSTERIORS:
-        print(f"\ncut where the high-loss mode's posterior >= {posterior}"
-              + (" (the default)" if posterior == HIGH_MODE_POSTERIOR else " (Bayes boundary)"))
-        print(table([r for r in rows if r["posterior"] == posterior]))
+    steps = sorted({r["max_steps"] for r in rows if r["max_steps"]})
+    print(f"(out-of-fold runs of {', '.join(map(str, steps))} LoRA steps, as stored)")
+    for cut, posterior in CUTS:
+        print(f"\n{cut} cut where the high-loss mode's posterior >= {posterior}"
+              + (" (Bayes boundary)" if posterior == 0.5 else "")
+              + (" (the default)" if cut == "per-model" else ""))
+        print(table([r for r in rows if r["posterior"] == posterior and r["cut"] == cut]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -246,13 +246,28 @@ class GroupedResult:
     per_seed: list[dict]
     se_bootstrap_raw: float     # plain pigeonhole-bootstrap SE, before calibration
     warning: str | None = None
+    paired_seeds: bool = False  # seeds matched: the per-seed difference was the unit
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _match_seeds(A: np.ndarray, B: np.ndarray, seeds_a, seeds_b
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A and B with their rows in the same (sorted) seed order, for paired seeds."""
+    if (seeds_a is None or seeds_b is None or len(set(seeds_a)) != len(seeds_a)
+            or set(seeds_a) != set(seeds_b) or len(seeds_a) != A.shape[0]
+            or len(seeds_b) != B.shape[0]):
+        raise ValueError("paired seeds need the same distinct seeds in both groups, got "
+                         f"{seeds_a} and {seeds_b}")
+    order = sorted(seeds_a)
+    ia = {s: i for i, s in enumerate(seeds_a)}
+    ib = {s: i for i, s in enumerate(seeds_b)}
+    return A[[ia[s] for s in order]], B[[ib[s] for s in order]]
+
+
 def two_level_bootstrap(baseline, candidate, n_boot: int = 4000, seed: int = 0,
-                        chunk: int = 500) -> np.ndarray:
+                        chunk: int = 500, paired_seeds: bool = False) -> np.ndarray:
     """Bootstrap replicates of mean(candidate) - mean(baseline) for runs x examples matrices.
 
     Each replicate draws the seeds (rows) of each group with replacement and the examples
@@ -268,13 +283,14 @@ def two_level_bootstrap(baseline, candidate, n_boot: int = 4000, seed: int = 0,
     for start in range(0, n_boot, chunk):
         k = min(chunk, n_boot - start)
         wa = rng.multinomial(sa, np.full(sa, 1 / sa), size=k) / sa
-        wb = rng.multinomial(sb, np.full(sb, 1 / sb), size=k) / sb
+        wb = wa if paired_seeds else rng.multinomial(sb, np.full(sb, 1 / sb), size=k) / sb
         we = rng.multinomial(n, np.full(n, 1 / n), size=k) / n
         out[start:start + k] = np.einsum("bi,bi->b", wb @ B - wa @ A, we)
     return out
 
 
-def seed_example_variance(baseline, candidate) -> tuple[float, float, float]:
+def seed_example_variance(baseline, candidate, paired_seeds: bool = False
+                          ) -> tuple[float, float, float]:
     """Unbiased (method-of-moments) variance of the grouped difference: (seed part, example
     part, Satterthwaite df).
 
@@ -289,7 +305,8 @@ def seed_example_variance(baseline, candidate) -> tuple[float, float, float]:
     B = np.asarray(candidate, dtype=float)
     n = A.shape[1]
     seed_parts, noise = [], 0.0
-    for Y in (A, B):
+    # paired seeds (rows matched): one group, the per-seed differences B - A
+    for Y in ((B - A,) if paired_seeds else (A, B)):
         s = Y.shape[0]
         rows, cols = Y.mean(axis=1), Y.mean(axis=0)
         resid = Y - rows[:, None] - cols[None, :] + Y.mean()
@@ -322,7 +339,8 @@ def _per_seed(A: np.ndarray, B: np.ndarray, seeds_a, seeds_b) -> list[dict]:
 
 
 def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=None,
-                    n_boot: int = 4000, seed: int = 0) -> GroupedResult:
+                    n_boot: int = 4000, seed: int = 0, paired_seeds: bool = False
+                    ) -> GroupedResult:
     """Candidate group - baseline group on runs x examples score matrices (same examples).
 
     The 95% CI is the two-level bootstrap (seeds, then examples, paired), calibrated because the
@@ -332,11 +350,19 @@ def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=No
     in the examples shared by every run). Its quantiles are therefore rescaled to the unbiased
     variance of `seed_example_variance` and widened from normal to Student t with Satterthwaite
     df, which matter with 2-5 seeds. p is the matching t test.
+
+    `paired_seeds`: the two groups ran the same seeds and a seed is a shared draw for both
+    (e.g. the demo, where each seed makes its own noisy data that raw and curated both train
+    on): the unit is then the per-seed difference, and its spread is the seed variance
+    (seeds resampled jointly). Independent seeds (the default) add both groups' spreads.
     """
     from scipy.stats import t as student_t
 
     A = np.atleast_2d(np.asarray(baseline, dtype=float))
     B = np.atleast_2d(np.asarray(candidate, dtype=float))
+    if paired_seeds:
+        A, B = _match_seeds(A, B, baseline_seeds, candidate_seeds)
+        baseline_seeds = candidate_seeds = sorted(baseline_seeds)
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"groups must score the same examples: {A.shape[1]} vs {B.shape[1]}")
     if min(A.shape[0], B.shape[0]) < 2 or A.shape[1] < 2:
@@ -344,10 +370,10 @@ def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=No
                          f"seed variance; got {A.shape[0]} and {B.shape[0]} runs")
     n = A.shape[1]
     diff = float(B.mean() - A.mean())
-    seed_var, example_var, df = seed_example_variance(A, B)
+    seed_var, example_var, df = seed_example_variance(A, B, paired_seeds)
     var = seed_var + example_var
     se = float(np.sqrt(var))
-    boots = two_level_bootstrap(A, B, n_boot=n_boot, seed=seed)
+    boots = two_level_bootstrap(A, B, n_boot=n_boot, seed=seed, paired_seeds=paired_seeds)
     raw_sd = float(boots.std(ddof=1))
     if se == 0:
         low = high = diff
@@ -373,7 +399,7 @@ def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=No
         se_example=float(np.sqrt(example_var)),
         seed_sd_baseline=float(A.mean(axis=1).std(ddof=1)),
         seed_sd_candidate=float(B.mean(axis=1).std(ddof=1)), per_seed=per_seed,
-        se_bootstrap_raw=raw_sd, warning=warning)
+        se_bootstrap_raw=raw_sd, warning=warning, paired_seeds=paired_seeds)
 
 
 # --- multiple comparisons ---------------------------------------------------------------------

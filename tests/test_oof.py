@@ -16,7 +16,7 @@ import pytest
 from curation.datasets import load_rows, show
 from curation.importer import import_file
 from curation.model_scores import ModelScoreConfig, response_losses
-from curation.noisy_labels import OOF_SCORE, drop_high_loss, row_losses
+from curation.noisy_labels import OOF_FOLD_SCORE, OOF_SCORE, drop_high_loss, row_losses
 from kernel import jobs
 from kernel.errors import StudioError
 from training.checkpoints import resolve
@@ -65,7 +65,8 @@ def test_oof_scores_each_row_with_the_model_that_never_saw_it(store, tmp_path, t
     cfg = TrainConfig(base_model=str(tiny_model), max_steps=12, batch_size=8, packing=False,
                       learning_rate=2e-3, seed=0)
     got = score_out_of_fold(store, "d", cfg, folds=2, seed=0, out="oof")
-    assert got["ref"] == "d@oof" and got["scores"] == [OOF_SCORE] and got["n_rows"] == len(recs)
+    assert got["ref"] == "d@oof" and got["scores"] == [OOF_SCORE, OOF_FOLD_SCORE]
+    assert got["n_rows"] == len(recs)
 
     scored = {r["id"]: r["loss"] for r in row_losses(store, "d@oof")}  # the default score
     assert set(scored) == {r["id"] for r in recs}
@@ -88,6 +89,9 @@ def test_oof_scores_each_row_with_the_model_that_never_saw_it(store, tmp_path, t
     folds_of = [set(by_id) - {r["id"] for r in read_jsonl(
         Path(jobs.get_run(store, x["run_id"])["run_dir"]) / "train.jsonl")} for x in got["runs"]]
     assert folds_of[0].isdisjoint(folds_of[1]) and folds_of[0] | folds_of[1] == set(by_id)
+    # each row carries the fold whose model scored it (denoise cuts per fold model)
+    fold_of = {r["id"]: r["fold"] for r in row_losses(store, "d@oof")}
+    assert all(fold_of[i] == k for k, held in enumerate(folds_of) for i in held)
 
     params = show(store, "d@oof")["params"]
     params = params if isinstance(params, dict) else json.loads(params)

@@ -9,7 +9,8 @@ disagrees with what the clean majority taught, not because of luck in one run.
 
 The k runs are ordinary durable training jobs (`studio runs` lists them, named
 `oof-<dataset>-<version>-k<k>-fold<i>`); the scores are stored as `oof_loss` in a new version
-(`curation.scoring.save_scores`), ready for `studio denoise` (whose default score it is).
+(`curation.scoring.save_scores`), ready for `studio denoise` (whose default score it is), with
+`oof_fold`, the fold whose model scored the row (denoise fits its cut per fold model).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 from curation.datasets import load_rows, resolve_ref
 from curation.model_scores import ModelScoreConfig, response_losses
-from curation.noisy_labels import OOF_SCORE, OOF_SCORER
+from curation.noisy_labels import OOF_FOLD_SCORE, OOF_SCORE, OOF_SCORER
 from curation.scoring import save_scores
 from kernel.errors import StudioError
 from kernel.status import read_metrics
@@ -50,10 +51,12 @@ class FoldRun:
 
 @dataclass(frozen=True)
 class OutOfFold:
-    """Per-row out-of-fold loss (row id -> mean response token loss) and the fold runs."""
+    """Per-row out-of-fold loss (row id -> mean response token loss), the fold whose model
+    scored each row (the denoise cut is fitted per fold model), and the fold runs."""
 
     losses: dict[str, float]
     folds: list[FoldRun]
+    fold_of: dict[str, int] = field(default_factory=dict)
 
 
 def assign_folds(rows: list[dict], k: int, seed: int) -> dict[str, int]:
@@ -124,7 +127,8 @@ def out_of_fold_losses(store, ref: str, cfg: TrainConfig, folds: int = 3, seed: 
         runs.append(FoldRun(fold=f, run_id=run_id, checkpoint=ckpts[-1]["id"],
                             n_train=len(train), n_scored=len(held),
                             losses=training_losses(run["run_dir"])))
-    return OutOfFold(losses=losses, folds=runs)
+    return OutOfFold(losses=losses, folds=runs,
+                     fold_of={i: fold_of[i] for i in losses})
 
 
 def score_out_of_fold(store, ref: str, cfg: TrainConfig, folds: int = 3, seed: int = 0,
@@ -132,7 +136,7 @@ def score_out_of_fold(store, ref: str, cfg: TrainConfig, folds: int = 3, seed: i
                       log: Log | None = None) -> dict:
     """`out_of_fold_losses`, stored as score `oof_loss` in a new version of `ref`."""
     got = out_of_fold_losses(store, ref, cfg, folds, seed, batch_size, max_length, log)
-    result = save_scores(store, ref, {OOF_SCORE: got.losses},
+    result = save_scores(store, ref, {OOF_SCORE: got.losses, OOF_FOLD_SCORE: got.fold_of},
                          {"scorer": OOF_SCORER, "model": cfg.base_model, "folds": folds,
                           "seed": seed, "max_steps": cfg.max_steps,
                           "learning_rate": cfg.learning_rate,

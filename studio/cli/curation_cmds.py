@@ -352,8 +352,10 @@ def denoise_cmd(ctx, ref, score_name, group_by, min_group, posterior, seed, out,
     got = drop_high_loss(get_store(ctx), ref, score=score_name, group_by=group_by, seed=seed,
                          min_group=min_group, out=out, posterior=posterior)
     cuts = ", ".join(f"{k or '(all)'} {v:.3g}" for k, v in got["cuts"].items()) or "none"
+    warnings = "".join(f"\nwarning: {k or '(all)'} left unjudged: {why}"
+                       for k, why in got["unjudged"].items())
     emit(got, as_json, f"{got['ref']}: {got['n_excluded']} of {got['n_scored']} rows dropped "
-                       f"as likely wrong labels (loss cuts: {cuts})")
+                       f"as likely wrong labels (loss cuts: {cuts}){warnings}")
 
 
 @cli.command("versions")

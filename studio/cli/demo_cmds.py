@@ -99,7 +99,8 @@ def render_seeds(r: dict) -> str:
         g = r["pooled"][name]
         lines.append(f"  pooled {label}: {g['diff']:+.3f} {_ci(g['ci_low'], g['ci_high'], True)}, "
                      f"p = {g['p_value']:.3g} (two-level CI over {g['n_seeds_baseline']} seeds x "
-                     f"{g['n']} examples; se seeds {g['se_seed']:.3f}, examples {g['se_example']:.3f})")
+                     f"{g['n']} examples{', paired by seed' if g.get('paired_seeds') else ''}; "
+                     f"se seeds {g['se_seed']:.3f}, examples {g['se_example']:.3f})")
     if r.get("attribution_pooled"):
         from studio.demo.attribution import pooled_attribution_lines
 

@@ -11,7 +11,7 @@ Detectors (all give a per-row response loss; `curation.noisy_labels` picks the c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from curation.noisy_labels import (
     OOF_SCORE,
     drop_high_loss,
     flag_high_loss,
+    group_name,
     row_losses,
 )
 from curation.scoring import score
@@ -44,21 +45,35 @@ class DetectorQuality:
     n_scored: int
     n_bad: int
     n_flagged: int
+    unjudged: list[str] = field(default_factory=list)  # groups left alone (losses do not spread)
+    n_unjudged: int = 0                               # rows in them
+    recall_judged: float | None = None                # recall among the judged groups' rows
+
+
+# The cut as it was before the per-model cut (one mixture per task, no fence, every task
+# judged): `bench/bench_noisy_labels.py` prints it beside the current one.
+PER_TASK_CUT = {"per_model": False, "fence": False, "min_spread": None, "past_high_mean": False}
 
 
 def quality(method: str, rows: list[dict], bad_ids: set[str], seed: int,
-            posterior: float = HIGH_MODE_POSTERIOR) -> DetectorQuality:
-    """AUROC of the loss and precision/recall of the per-task mixture cut, vs ground truth."""
-    flagged = set(flag_high_loss(rows, seed=seed, posterior=posterior)[0])
+            posterior: float = HIGH_MODE_POSTERIOR, **cut) -> DetectorQuality:
+    """AUROC of the loss and precision/recall of the cut (`flag_high_loss` with `cut`'s
+    options), vs ground truth. Recall counts every planted bad label scored, judged or not."""
+    got = flag_high_loss(rows, seed=seed, posterior=posterior, **cut)
+    flagged = set(got.flagged)
     bad = np.array([r["id"] in bad_ids for r in rows])
     losses = np.array([r["loss"] for r in rows])
     auroc = float(roc_auc_score(bad, losses)) if 0 < bad.sum() < len(bad) else None
     hits = len(flagged & bad_ids)
     n_bad = int(bad.sum())
+    unjudged = {r["id"] for r in rows if group_name(r) in got.unjudged}
+    bad_judged = n_bad - len(unjudged & bad_ids)
     return DetectorQuality(method=method, auroc=auroc,
                            precision=hits / len(flagged) if flagged else None,
                            recall=hits / n_bad if n_bad else None,
-                           n_scored=len(rows), n_bad=n_bad, n_flagged=len(flagged))
+                           n_scored=len(rows), n_bad=n_bad, n_flagged=len(flagged),
+                           unjudged=sorted(got.unjudged), n_unjudged=len(unjudged),
+                           recall_judged=hits / bad_judged if bad_judged else None)
 
 
 def merged_model(store: Store, checkpoint: str) -> Path:

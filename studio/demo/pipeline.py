@@ -193,6 +193,8 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
         curated_ref, loss_step, detection = _noisy_label_filter(
             store, heuristic_ref, raw, data, settings, model, seed, progress)
         steps.append(loss_step)
+        notes += [f"noisy-label filter left {name} unjudged: {why}"
+                  for name, why in detection["unjudged"].items()]
 
     with clock.step("train curated", f"same settings on {curated_ref}"):
         curated = train(curated_ref, "demo-curated")
@@ -384,8 +386,12 @@ def _noisy_label_filter(store: Store, ref: str, raw: TrainedRun, data: DemoData,
         in_ref, in_name, _ = score_rows(store, ref, "in-sample", raw_checkpoint=raw.last)
         compared.append(asdict(quality("in-sample", losses_of(store, in_ref, in_name), bad, seed)))
     cuts = ", ".join(f"{k} {v:.2f}" for k, v in kept["cuts"].items())
-    step = _step(f"noisy labels: {settings.detector} loss per task (cuts: {cuts})", n_in, kept)
+    step = _step(f"noisy labels: {settings.detector} loss per task and model (cuts: {cuts})",
+                 n_in, kept)
+    for name, why in kept["unjudged"].items():
+        progress(f"      warning: noisy-label filter left {name} unjudged: {why}")
     folds = [{k: r[k] for k in ("fold", "run_id", "n_train", "n_scored")}
              for r in details.get("runs", [])]
     return kept["ref"], step, {"detector": asdict(detector), "detectors": compared,
-                               "loss_auroc": detector.auroc, "fold_runs": folds}
+                               "loss_auroc": detector.auroc, "fold_runs": folds,
+                               "unjudged": kept["unjudged"]}

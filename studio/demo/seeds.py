@@ -51,14 +51,16 @@ def _matrix(results: list[DemoResult], role: str, label: str) -> np.ndarray:
 
 
 def pool(results: list[DemoResult], seeds: list[int]) -> dict[str, dict]:
-    """curated - raw (held-out) and curated+replay - curated (general), pooled over seeds."""
+    """curated - raw (held-out) and curated+replay - curated (general), pooled over seeds.
+    Paired by seed: a seed's runs all train on that seed's own noisy data, so the per-seed
+    difference is the unit (the seeds' shared luck cancels in it)."""
     return {
         "curated_vs_raw": grouped_compare(_matrix(results, "task", "raw"),
                                           _matrix(results, "task", "curated"),
-                                          seeds, seeds).to_dict(),
+                                          seeds, seeds, paired_seeds=True).to_dict(),
         "replay_effect": grouped_compare(_matrix(results, "general", "curated"),
                                          _matrix(results, "general", "curated+replay"),
-                                         seeds, seeds).to_dict(),
+                                         seeds, seeds, paired_seeds=True).to_dict(),
     }
 
 
