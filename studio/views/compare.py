@@ -10,8 +10,6 @@ so a link reproduces the view.
 
 from __future__ import annotations
 
-from functools import partial
-
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -63,7 +61,7 @@ def reset_candidates(checkpoints: list[str]) -> None:
 # Task suites first: what the run should improve is what a reviewer opens first.
 suites = sorted(list_suites(store()), key=lambda s: (s["role"] != "task", s["name"]))
 names = run_names(store())
-label = partial(compare_data.short, run_names=names)
+label = compare_data.labeller(names)   # the label every page uses
 ready = evaluated_by_suite(store())
 usable = [s["name"] for s in suites if len(ready.get(s["name"], [])) >= 2]
 if not usable:
