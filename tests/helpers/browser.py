@@ -79,11 +79,15 @@ def shot(page, name: str) -> None:
     page.set_viewport_size(size)
 
 
+SETTLE_PAUSE_MS = 300
+SETTLE_FIXED_WAITS_S = 2 * SETTLE_PAUSE_MS / 1000   # what settle() always waits, for timings
+
+
 def settle(page, timeout_ms: int = 60_000) -> None:
     """Wait until Streamlit has finished its runs (no running indicator, no stale elements)."""
     page.wait_for_load_state("networkidle")
     for _ in range(2):  # a rerun may start just after the first check
-        page.wait_for_timeout(300)
+        page.wait_for_timeout(SETTLE_PAUSE_MS)
         page.wait_for_function(
             "() => !document.querySelector('[data-testid=stStatusWidget]') && "
             "!document.querySelector('[data-stale=true]')", timeout=timeout_ms)
