@@ -309,7 +309,9 @@ def compare_groups(store: Store, suite: str, baseline: str, candidate: str, marg
 
 # --- from stored results, with the statistics computed once ---------------------------------
 
-STATS_VERSION = 1   # bump when the statistics or the comparison's fields change: cache keys use it
+# Bump when the statistics or the comparison's fields change: cache keys use it.
+# 2: a mean's CI is a percentile bootstrap (inside the metric's range).
+STATS_VERSION = 2
 
 
 def result_from_stored(stored: StoredResults) -> EvalResult:
