@@ -52,3 +52,21 @@ def test_studio_ui_runs_streamlit_through_the_warm_up_launcher(tmp_path):
     argv = streamlit_command("127.0.0.1", 8599)
     assert argv[1:4] == ["-m", "studio.cli.ui_server", "run"]
     assert argv[4].endswith("studio/app.py")
+
+
+def test_warm_up_gives_way_while_a_page_is_drawn():
+    """Between pages the warm-up waits while Streamlit's script thread runs a page."""
+    import threading
+    import time
+
+    from studio.ui.warmup import SCRIPT_THREAD, _give_way
+
+    page = threading.Thread(target=time.sleep, args=(0.4,), name=SCRIPT_THREAD)
+    page.start()
+    t0 = time.monotonic()
+    _give_way(limit_s=5)
+    waited = time.monotonic() - t0
+    assert not page.is_alive() and waited >= 0.3
+    t0 = time.monotonic()
+    _give_way(limit_s=5)              # nothing drawing: no wait
+    assert time.monotonic() - t0 < 1.0

@@ -2,9 +2,11 @@
 
 A fresh `streamlit run` imports a page's modules (pandas, altair, numpy, duckdb, the
 libraries) only when the first browser opens that page: ~1.5 s of a 2 s first view of Compare.
-`studio ui` starts `warm_up` in a background thread as the server starts (studio.cli.ui_server),
-so the first view finds them imported. The imports are plain statements, Compare's first (the
-page `studio demo` opens), then the frame's and every other page's;
+`studio ui` runs `warm_up` in a background thread once the server listens
+(`studio.cli.ui_server`), so the first view finds them imported. Compare's modules and the
+frame's come first (the page `studio demo` opens); then each other page's, one page at a time,
+each waiting while a page is being drawn (imports hold the GIL, and a browser that is already
+waiting matters more than a page nobody opened yet). The imports are plain statements;
 `tests/test_ui_warmup.py` checks that every module a page imports is here.
 """
 
@@ -12,34 +14,43 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 log = logging.getLogger(__name__)
 
+SCRIPT_THREAD = "ScriptRunner.scriptThread"   # the thread Streamlit runs a page in
 
-def warm_up() -> float:
+
+def warm_up(give_way_s: float = 10.0) -> float:
     """Import the pages' modules and check the workspace's schema once; returns the seconds it
     took. Never raises: a failure here only means the first view pays for it, as before."""
     t0 = time.perf_counter()
     try:
-        _import_pages()
+        _compare_and_frame()
         workspace = os.environ.get("STUDIO_WORKSPACE")
         if workspace:
             from kernel.store import Store
 
             Store(workspace)   # migrations checked once per process, before the first view
+        for page in (_datasets, _curate, _train, _evaluate, _experiments, _playground,
+                     _lineage):
+            _give_way(give_way_s)
+            page()
     except Exception:  # noqa: BLE001 - a warm-up must never take the server down
         log.warning("studio warm-up failed; pages import on first use", exc_info=True)
     return time.perf_counter() - t0
 
 
-def _import_pages() -> None:
-    _import_compare_and_frame()
-    _import_other_pages()
+def _give_way(limit_s: float) -> None:
+    """Wait (at most limit_s) while Streamlit is drawing a page."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and any(
+            t.name == SCRIPT_THREAD and t.is_alive() for t in threading.enumerate()):
+        time.sleep(0.05)
 
 
-def _import_compare_and_frame() -> None:
-    """Compare (the page `studio demo` opens) and the frame every page runs in: first."""
+def _compare_and_frame() -> None:
     import altair  # noqa: F401
     import pandas  # noqa: F401
 
@@ -60,39 +71,57 @@ def _import_compare_and_frame() -> None:
     import training.listing  # noqa: F401
 
 
-def _import_other_pages() -> None:
-    import curation.browse  # noqa: F401
-    import curation.datasets  # noqa: F401
-    import curation.decontam  # noqa: F401
+def _datasets() -> None:
     import curation.dedup  # noqa: F401
     import curation.edits  # noqa: F401
     import curation.export  # noqa: F401
-    import curation.filters  # noqa: F401
     import curation.formats  # noqa: F401
     import curation.importer  # noqa: F401
     import curation.overview  # noqa: F401
-    import curation.scoring  # noqa: F401
-    import curation.split  # noqa: F401
-    import evals.experiments  # noqa: F401
-    import evals.jobs  # noqa: F401
-    import evals.lineage  # noqa: F401
-    import evals.metrics  # noqa: F401
-    import evals.playground  # noqa: F401
-    import evals.types  # noqa: F401
-    import kernel.errors  # noqa: F401
-    import kernel.jobs  # noqa: F401
-    import kernel.status  # noqa: F401
-    import kernel.store  # noqa: F401
     import kernel.version_names  # noqa: F401
-    import studio.ui.background  # noqa: F401
     import studio.ui.browse  # noqa: F401
     import studio.ui.data  # noqa: F401
-    import studio.ui.experiment_forms  # noqa: F401
+
+
+def _curate() -> None:
+    import curation.browse  # noqa: F401
+    import curation.datasets  # noqa: F401
+    import curation.decontam  # noqa: F401
+    import curation.filters  # noqa: F401
+    import curation.scoring  # noqa: F401
+    import curation.split  # noqa: F401
+    import evals.metrics  # noqa: F401
+    import evals.types  # noqa: F401
+    import studio.ui.background  # noqa: F401
+
+
+def _train() -> None:
+    import kernel.jobs  # noqa: F401
     import studio.ui.forms  # noqa: F401
-    import studio.ui.lineage_graph  # noqa: F401
     import studio.ui.runs  # noqa: F401
     import studio.ui.tabs  # noqa: F401
     import studio.ui.train_form  # noqa: F401
     import training.config  # noqa: F401
     import training.merge  # noqa: F401
     import training.start_run  # noqa: F401
+
+
+def _evaluate() -> None:
+    import evals.jobs  # noqa: F401
+    import kernel.status  # noqa: F401
+
+
+def _experiments() -> None:
+    import evals.experiments  # noqa: F401
+    import studio.ui.experiment_forms  # noqa: F401
+
+
+def _playground() -> None:
+    import evals.playground  # noqa: F401
+    import kernel.errors  # noqa: F401
+    import kernel.store  # noqa: F401
+
+
+def _lineage() -> None:
+    import evals.lineage  # noqa: F401
+    import studio.ui.lineage_graph  # noqa: F401
