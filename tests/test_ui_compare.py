@@ -319,3 +319,29 @@ def test_outputs_of_different_backends_are_named_in_a_warning():
     assert note and "hf (dtype float32)" in note and "vllm (dtype float32)" in note
     stored.backends["b"] = dict(hf)
     assert _backend_note(stored, "a", "b") is None
+
+
+@pytest.mark.slow
+def test_the_warm_up_precomputes_every_baseline_of_the_default_view(evaluated, monkeypatch):
+    """`studio ui`'s warm-up fills the store's comparison cache for the suite Compare opens,
+    each checkpoint as the baseline: the first view and a baseline change then compute
+    nothing (issue 11)."""
+    import evals.compare as compare_mod
+    from studio.ui.compare_reads import default_view, precompute_default_view
+
+    store, (base, a, b) = evaluated
+    with store.transaction() as con:
+        con.execute("DELETE FROM comparison_cache")
+    assert default_view(store) == ("task", [base, a, b])        # task suites first
+    assert precompute_default_view(store) == 6
+    cached = store.query("SELECT baseline, candidate FROM comparison_cache WHERE suite = 'task'")
+    assert len(cached) == 6 and {r["baseline"] for r in cached} == {base, a, b}
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("statistics recomputed instead of read from the cache")
+
+    monkeypatch.setattr(compare_mod, "compare_results", recomputed)
+    for baseline in (base, a, b):     # the page's call for each baseline is a read
+        comps = compare_mod.compare_stored(store, "task", baseline,
+                                           [c for c in (base, a, b) if c != baseline])
+        assert [c.baseline for c in comps] == [baseline, baseline]

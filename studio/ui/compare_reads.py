@@ -36,12 +36,42 @@ def store_stamp(store: Store) -> tuple:
     return tuple(out)
 
 
+def suites_in_page_order(store: Store) -> list[dict]:
+    """Task suites first: what the run should improve is what a reviewer opens first."""
+    return sorted(list_suites(store), key=lambda s: (s["role"] != "task", s["name"]))
+
+
+def default_view(store: Store) -> tuple[str, list[str]] | None:
+    """The suite Compare opens on and its evaluated checkpoints (None when no suite has two)."""
+    ready = evaluated_by_suite(store)
+    for suite in suites_in_page_order(store):
+        if len(ready.get(suite["name"], [])) >= 2:
+            return suite["name"], ready[suite["name"]]
+    return None
+
+
+def precompute_default_view(store: Store, give_way=lambda: None) -> int:
+    """Compute (into the store's comparison cache, unless there already) the statistics of
+    the default suite with each of its checkpoints as the baseline, the page's default first:
+    the first view and every baseline change then read them. Returns the pairs covered."""
+    view = default_view(store)
+    if view is None:
+        return 0
+    suite, checkpoints = view
+    stored = stored_results(store, suite, checkpoints)
+    for baseline in checkpoints:
+        give_way()
+        compare_stored(store, suite, baseline, [c for c in checkpoints if c != baseline],
+                       stored=stored)
+    return len(checkpoints) * (len(checkpoints) - 1)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def page_index(ws: str, stamp: tuple) -> dict:
     """Suites (task suites first), run names and the checkpoints evaluated on each suite."""
     store = Store(Path(ws))
-    suites = sorted(list_suites(store), key=lambda s: (s["role"] != "task", s["name"]))
-    return {"suites": suites, "run_names": run_names(store), "ready": evaluated_by_suite(store)}
+    return {"suites": suites_in_page_order(store), "run_names": run_names(store),
+            "ready": evaluated_by_suite(store)}
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

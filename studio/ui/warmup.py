@@ -4,9 +4,10 @@ A fresh `streamlit run` imports a page's modules (pandas, altair, numpy, duckdb,
 libraries) only when the first browser opens that page: ~1.5 s of a 2 s first view of Compare.
 `studio ui` runs `warm_up` in a background thread once the server listens
 (`studio.cli.ui_server`), so the first view finds them imported. Compare's modules and the
-frame's come first (the page `studio demo` opens); then each other page's, one page at a time,
-each waiting while a page is being drawn (imports hold the GIL, and a browser that is already
-waiting matters more than a page nobody opened yet). The imports are plain statements;
+frame's come first (the page `studio demo` opens), then the statistics of Compare's default
+suite for each baseline (kept in the store, so the first view and a baseline change read them);
+then each other page's modules, one page at a time. Each step waits while a page is being
+drawn (imports hold the GIL, and a browser that is already waiting matters more). The imports are plain statements;
 `tests/test_ui_warmup.py` checks that every module a page imports is here.
 """
 
@@ -23,16 +24,19 @@ SCRIPT_THREAD = "ScriptRunner.scriptThread"   # the thread Streamlit runs a page
 
 
 def warm_up(give_way_s: float = 10.0) -> float:
-    """Import the pages' modules and check the workspace's schema once; returns the seconds it
-    took. Never raises: a failure here only means the first view pays for it, as before."""
+    """Import the pages' modules, check the workspace's schema and compute Compare's default
+    statistics; returns the seconds it took. Never raises: a failure here only means the
+    first view pays for it, as before."""
     t0 = time.perf_counter()
     try:
         _compare_and_frame()
         workspace = os.environ.get("STUDIO_WORKSPACE")
         if workspace:
             from kernel.store import Store
+            from studio.ui.compare_reads import precompute_default_view
 
-            Store(workspace)   # migrations checked once per process, before the first view
+            store = Store(workspace)   # migrations checked once, before the first view
+            precompute_default_view(store, give_way=lambda: _give_way(give_way_s))
         for page in (_datasets, _curate, _train, _evaluate, _experiments, _playground,
                      _lineage):
             _give_way(give_way_s)

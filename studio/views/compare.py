@@ -50,7 +50,7 @@ def reset_candidates(checkpoints: list[str]) -> None:
 # Memoized until the store file changes: a rerun reads nothing it has read before.
 stamp = compare_reads.store_stamp(store())
 index = compare_reads.page_index(str(workspace_path()), stamp)
-suites = index["suites"]             # task suites first: what the run should improve
+suites = index["suites"]             # task suites first
 names = index["run_names"]
 label = compare_data.labeller(names)   # the label every page uses
 ready = index["ready"]
