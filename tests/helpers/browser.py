@@ -43,6 +43,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> Non
     raise TimeoutError("studio ui did not become healthy")
 
 
+SERVER_PIDS: dict[str, int] = {}   # url -> pid of the `studio ui` server (it execs streamlit)
+
+
+def server_cpu_s(url: str) -> float:
+    """CPU seconds (user + system) the server behind `url` has used so far: what a page view
+    cost it, whatever else loads the machine (wall times in a browser test do not show that)."""
+    fields = Path(f"/proc/{SERVER_PIDS[url]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def studio_ui(ws: Path, log_dir: Path) -> Iterator[str]:
     """Runs `studio --workspace WS ui` until the block ends; yields its base URL."""
@@ -52,10 +62,12 @@ def studio_ui(ws: Path, log_dir: Path) -> Iterator[str]:
                              "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=log_dir)
     url = f"http://127.0.0.1:{port}/"
+    SERVER_PIDS[url] = proc.pid
     try:
         wait_healthy(url, proc)
         yield url
     finally:
+        SERVER_PIDS.pop(url, None)
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
