@@ -309,7 +309,9 @@ def compare_groups(store: Store, suite: str, baseline: str, candidate: str, marg
 
 # --- from stored results, with the statistics computed once ---------------------------------
 
-STATS_VERSION = 1   # bump when the statistics or the comparison's fields change: cache keys use it
+# Bump when the statistics or the comparison's fields change: cache keys use it.
+# 2: a mean's CI is a percentile bootstrap (inside the metric's range).
+STATS_VERSION = 2
 
 
 def result_from_stored(stored: StoredResults) -> EvalResult:
@@ -338,7 +340,7 @@ def _backend_note(stored: StoredResults, baseline: str, candidate: str) -> str |
 
 def compare_stored(store: Store, suite: str, baseline: str, candidates: list[str],
                    adjust: str = "holm", n_boot: int = 10_000, seed: int = 0,
-                   limit: int = 50) -> list[Comparison]:
+                   limit: int = 50, stored: StoredResults | None = None) -> list[Comparison]:
     """Baseline vs each candidate from stored per-example results, as the Compare page needs.
 
     The results are read with one query (`evals.results.stored_results`); each pair's
@@ -346,8 +348,12 @@ def compare_stored(store: Store, suite: str, baseline: str, candidates: list[str
     in `comparison_cache`, so a page view is a read. The p-values of every candidate and
     directed metric are then adjusted as one family (`judge_family`): the page claims all of
     them at once. Nothing is generated: a checkpoint without stored results is an error.
+    `stored`: results already read (covering baseline and candidates), e.g. kept by the page
+    across baseline changes; read here when None.
     """
-    stored = stored_results(store, suite, [baseline, *candidates])
+    if (stored is None or stored.suite.name != suite
+            or not {baseline, *candidates} <= set(stored.scores)):
+        stored = stored_results(store, suite, [baseline, *candidates])
     settings = {"n_boot": n_boot, "seed": seed, "limit": limit}
     keys = {c: _cache_key(stored, baseline, c, settings) for c in candidates}
     with store.read() as con:

@@ -333,7 +333,7 @@ def test_compare_page_shows_stats_examples_and_forgetting(ui_env, evaluated):
     assert at.multiselect(key="cmp_candidates").value == [adapter]
     tables = at.dataframe
     wide, paired = tables[0].value, tables[1].value
-    assert list(wide["checkpoint"]) == ["base:" + Path(base).name, adapter]  # short labels
+    assert list(wide["checkpoint"]) == ["base: " + Path(base).name, adapter]  # checkpoint_label
     assert set(paired["metric"]) == {"exact_match", "token_f1"}
     assert paired["ci_low"].le(paired["diff"]).all() and paired["diff"].le(paired["ci_high"]).all()
     assert len(at.get("vega_lite_chart")) >= 2

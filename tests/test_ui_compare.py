@@ -67,7 +67,8 @@ def long_table() -> pd.DataFrame:
     ckpts = ["base:/models/tiny", "r1/step-10", "r2/step-20", "r1/step-20"]
     means = [0.1, 0.3, 0.6, 0.5]
     names = {"r1": "raw", "r2": "curated"}
-    long = pd.DataFrame({"checkpoint": [compare_data.short(c, names) for c in ckpts],
+    label = compare_data.labeller(names)
+    long = pd.DataFrame({"checkpoint": [label(c) for c in ckpts],
                          "metric": "exact_match", "mean": means,
                          "low": [m - 0.05 for m in means], "high": [m + 0.05 for m in means],
                          "n": 100})
@@ -81,10 +82,10 @@ def layers(chart) -> list[dict]:
 def test_metric_over_checkpoints_joins_only_the_steps_of_one_run():
     frame, long = long_table()
     # the steps of a run are adjacent and in step order; base and other runs stand alone
-    assert list(frame["run"]) == ["base model", "raw", "raw", "curated"]
+    assert list(frame["run"]) == ["base model", "raw · r1", "raw · r1", "curated · r2"]
     assert list(frame["step"]) == [0, 10, 20, 20]
     best = compare_data.best_checkpoint(long, higher_is_better=True)
-    assert best == "curated · step-20"
+    assert best == "curated · r2 / step-20"
     spec = layers(charts.metric_over_checkpoints(frame, "exact_match", best=best))
     line = next(layer for layer in spec if layer["mark"]["type"] == "line")
     assert line["encoding"]["detail"]["field"] == "run"      # one line per run, never across
@@ -92,7 +93,7 @@ def test_metric_over_checkpoints_joins_only_the_steps_of_one_run():
     assert line["encoding"]["color"]["legend"]["title"] == "run"
     assert line["encoding"]["x"]["title"] and line["encoding"]["y"]["title"] == "exact_match"
     rings = [layer for layer in spec if layer.get("transform")]
-    assert rings and all("curated · step-20" in str(r["transform"]) for r in rings)
+    assert rings and all("curated · r2 / step-20" in str(r["transform"]) for r in rings)
     text = [layer for layer in spec if layer["mark"]["type"] == "text"]
     assert text and text[0]["mark"]["text"] == "★ best"
 
@@ -100,7 +101,7 @@ def test_metric_over_checkpoints_joins_only_the_steps_of_one_run():
 def test_bars_have_a_colour_per_series_a_legend_axis_titles_and_the_best_marked():
     _, long = long_table()
     spec = layers(charts.bars_with_ci(long, "checkpoint", "mean", "low", "high",
-                                      best="curated · step-20", x_title="checkpoint",
+                                      best="curated · r2 / step-20", x_title="checkpoint",
                                       y_title="exact_match"))
     bars = spec[0]
     assert bars["encoding"]["color"]["field"] == "checkpoint"
@@ -111,7 +112,37 @@ def test_bars_have_a_colour_per_series_a_legend_axis_titles_and_the_best_marked(
     assert spec[-1]["mark"]["text"] == "★ best"
     # a metric without a direction has no best
     assert compare_data.best_checkpoint(long, higher_is_better=None) is None
-    assert compare_data.best_checkpoint(long, higher_is_better=False) == "base:tiny"
+    assert compare_data.best_checkpoint(long, higher_is_better=False) == "base: tiny"
+
+
+def test_compare_names_checkpoints_as_every_other_page_does():
+    """Compare's labels are `studio.ui.runs.checkpoint_label`'s (Train, Evaluate, Experiments):
+    run name + short id + step, the base model by its name, never its folder path."""
+    from studio.ui.runs import checkpoint_label
+
+    names = {"train-20261203-233408-eee4": "demo-raw"}
+    label = compare_data.labeller(names)
+    runs_by_id = {"train-20261203-233408-eee4": {"id": "train-20261203-233408-eee4",
+                                                 "name": "demo-raw"}}
+    for ckpt in ("base:/tmp/ws/models/tiny-6547b98c2438", "train-20261203-233408-eee4/step-300",
+                 "train-20261203-234043-486b/step-300", "/tmp/adapters/lora-a"):
+        assert label(ckpt) == checkpoint_label(ckpt, runs_by_id)
+    assert label("base:/tmp/ws/models/tiny-6547b98c2438") == "base: tiny-6547b98c2438"
+    assert label("train-20261203-233408-eee4/step-300") == "demo-raw · eee4 / step-300"
+    assert label("train-20261203-234043-486b/step-300") == "train-20261203-234043-486b / step-300"
+    comps = [{"baseline": "base:/tmp/ws/models/tiny-6547b98c2438",
+              "candidate": "train-20261203-233408-eee4/step-300",
+              "metrics": [{"metric": "em", "baseline": {"mean": 0.1, "low": 0, "high": 0.2, "n": 9},
+                           "candidate": {"mean": 0.5, "low": 0.3, "high": 0.7, "n": 9},
+                           "diff": 0.4, "ci_low": 0.2, "ci_high": 0.6, "p_value": 0.01, "n": 9}],
+              "breakdown": [{"category": "c", "metric": "em", "n": 9, "baseline": 0.1,
+                             "candidate": 0.5, "diff": 0.4}]}]
+    assert list(compare_data.checkpoint_metric_table(comps, label)["checkpoint"]) == [
+        "base: tiny-6547b98c2438", "demo-raw · eee4 / step-300"]
+    assert list(compare_data.paired_table(comps, label)["candidate"]) == [
+        "demo-raw · eee4 / step-300"]
+    assert list(compare_data.breakdown_table(comps, label)["checkpoint"]) == [
+        "demo-raw · eee4 / step-300"]
 
 
 def test_small_n_caveat_is_dropped_where_the_difference_is_significant():
@@ -288,3 +319,29 @@ def test_outputs_of_different_backends_are_named_in_a_warning():
     assert note and "hf (dtype float32)" in note and "vllm (dtype float32)" in note
     stored.backends["b"] = dict(hf)
     assert _backend_note(stored, "a", "b") is None
+
+
+@pytest.mark.slow
+def test_the_warm_up_precomputes_every_baseline_of_the_default_view(evaluated, monkeypatch):
+    """`studio ui`'s warm-up fills the store's comparison cache for the suite Compare opens,
+    each checkpoint as the baseline: the first view and a baseline change then compute
+    nothing (issue 11)."""
+    import evals.compare as compare_mod
+    from studio.ui.compare_reads import default_view, precompute_default_view
+
+    store, (base, a, b) = evaluated
+    with store.transaction() as con:
+        con.execute("DELETE FROM comparison_cache")
+    assert default_view(store) == ("task", [base, a, b])        # task suites first
+    assert precompute_default_view(store) == 6
+    cached = store.query("SELECT baseline, candidate FROM comparison_cache WHERE suite = 'task'")
+    assert len(cached) == 6 and {r["baseline"] for r in cached} == {base, a, b}
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("statistics recomputed instead of read from the cache")
+
+    monkeypatch.setattr(compare_mod, "compare_results", recomputed)
+    for baseline in (base, a, b):     # the page's call for each baseline is a read
+        comps = compare_mod.compare_stored(store, "task", baseline,
+                                           [c for c in (base, a, b) if c != baseline])
+        assert [c.baseline for c in comps] == [baseline, baseline]

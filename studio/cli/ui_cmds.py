@@ -29,8 +29,9 @@ THEME = {
 
 
 def streamlit_command(host: str, port: int) -> list[str]:
-    """The exact `streamlit run` argv `studio ui` executes (also used by the browser test)."""
-    argv = [sys.executable, "-m", "streamlit", "run", str(APP),
+    """The exact `streamlit run` argv `studio ui` executes, through `studio.cli.ui_server`
+    (Streamlit's own command line plus a thread that imports the pages' modules meanwhile)."""
+    argv = [sys.executable, "-m", "studio.cli.ui_server", "run", str(APP),
             "--server.headless", "true", "--server.address", host, "--server.port", str(port),
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
             "--browser.serverAddress", host, "--client.toolbarMode", "minimal"]

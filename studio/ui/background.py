@@ -80,7 +80,8 @@ def any_running(prefix: str = "", scope: str | None = None) -> bool:
 
 
 def wait(task: Task, timeout_s: float = 30.0) -> Task:
-    """Block until the task ends (tests and scripts only; pages poll instead)."""
+    """Block until the task ends or `timeout_s` passes; returns the task. Pages wait only a
+    moment (Curate gives a step 1 s to show its result in the click's run), then poll."""
     deadline = time.time() + timeout_s
     while task.state == "running" and time.time() < deadline:
         time.sleep(0.02)

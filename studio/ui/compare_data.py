@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import PurePath
 
 import pandas as pd
 
 from evals.stats import format_p
+from studio.ui.runs import checkpoint_label, run_label
 from training.checkpoints import base_checkpoint_id, parse_checkpoint_id
 
 
 def short(checkpoint: str, run_names: Mapping[str, str] | None = None) -> str:
-    """A label that fits a chart axis: `base:/long/path/tiny` -> `base:tiny`, and
-    `<run id>/step-300` -> `<run name> · step-300` when the run has a name."""
+    """A compact label (the Playground's headings): `base:/long/path/tiny` -> `base:tiny`,
+    `<run id>/step-300` -> `<run name> · step-300` when the run has a name. Compare uses
+    `labeller`, the label of every other page."""
     parsed = parse_checkpoint_id(checkpoint)
     if parsed is None:
         return checkpoint
@@ -23,10 +26,24 @@ def short(checkpoint: str, run_names: Mapping[str, str] | None = None) -> str:
     return f"{name} · step-{parsed.step}" if name else checkpoint
 
 
+def labeller(run_names: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """How Compare names checkpoints everywhere (verdicts, selectors, legends, tables): the
+    label Train, Evaluate and Experiments use (`studio.ui.runs.checkpoint_label`: `<run name> ·
+    <short id> / step-N`, `base: <model name>`), built from the run names (id -> name)."""
+    runs_by_id = {run_id: {"id": run_id, "name": name}
+                  for run_id, name in (run_names or {}).items()}
+    return partial(checkpoint_label, runs_by_id=runs_by_id)
+
+
+def run_of(run_id: str, run_names: Mapping[str, str] | None = None) -> str:
+    """A run's name as every page writes it (`studio.ui.runs.run_label`)."""
+    return run_label({"id": run_id, "name": (run_names or {}).get(run_id, "")})
+
+
 Label = Callable[[str], str]
 
 
-def checkpoint_metric_table(comparisons: list[dict], label: Label = short) -> pd.DataFrame:
+def checkpoint_metric_table(comparisons: list[dict], label: Label = checkpoint_label) -> pd.DataFrame:
     """Long table (checkpoint, metric, mean, low, high, n): the baseline once, then candidates."""
     rows, seen = [], set()
     for comp in comparisons:
@@ -54,7 +71,7 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def paired_table(comparisons: list[dict], label: Label = short) -> pd.DataFrame:
+def paired_table(comparisons: list[dict], label: Label = checkpoint_label) -> pd.DataFrame:
     """One line per (candidate, metric): paired difference vs the baseline and its test, with
     p-values written as people read them and significance after the family's adjustment."""
     rows = []
@@ -92,7 +109,7 @@ def warnings(comparisons: list[dict]) -> list[str]:
     return [f"{text} ({', '.join(metrics)})" for text, metrics in seen.items()]
 
 
-def breakdown_table(comparisons: list[dict], label: Label = short) -> pd.DataFrame:
+def breakdown_table(comparisons: list[dict], label: Label = checkpoint_label) -> pd.DataFrame:
     """Per category: each candidate's mean, the baseline's and the difference. The checkpoint
     goes in `checkpoint`: the breakdown's own `candidate` key is the candidate's mean."""
     cols = ["checkpoint", "category", "metric", "n", "baseline_mean", "candidate_mean", "diff"]
@@ -107,8 +124,8 @@ def over_checkpoints(long: pd.DataFrame, checkpoints: list[str],
                      label: Label | None = None) -> pd.DataFrame:
     """The metric table with the run each checkpoint belongs to and its step, so a chart can
     draw a line only across the steps of one run (the base model and folders stand alone).
-    `label` must be the one that labelled `long` (default: `short` with `run_names`)."""
-    label = label or (lambda c: short(c, run_names))
+    `label` must be the one that labelled `long` (default: `labeller(run_names)`)."""
+    label = label or labeller(run_names)
     runs, steps = {}, {}
     for c in checkpoints:
         parsed = parse_checkpoint_id(c)
@@ -117,7 +134,7 @@ def over_checkpoints(long: pd.DataFrame, checkpoints: list[str],
         elif parsed.base_model is not None:
             runs[label(c)], steps[label(c)] = "base model", 0
         else:
-            runs[label(c)] = (run_names or {}).get(parsed.run_id) or parsed.run_id
+            runs[label(c)] = run_of(parsed.run_id, run_names)
             steps[label(c)] = parsed.step
     out = long.assign(run=[runs.get(c, c) for c in long["checkpoint"]],
                       step=[steps.get(c) for c in long["checkpoint"]])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import streamlit as st
 
 from evals.jobs import ingest_finished
@@ -14,14 +17,22 @@ from studio.ui.text import literal
 
 @st.cache_resource(show_spinner=False)
 def gpu_name() -> str | None:
-    """The CUDA device name, or None; torch is imported once per server (it is slow to load)."""
+    """The first NVIDIA GPU's model as the driver lists it, or None. Read from the device files
+    the job runner counts GPUs by (`/dev/nvidiaN`, `$CUDA_VISIBLE_DEVICES`), not by importing
+    torch: that import was ~2 s of a fresh server's first page view (issue 11)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and not visible.strip():
+        return None
     try:
-        import torch
-    except ImportError:
+        if not any(d.startswith("nvidia") and d[6:].isdigit() for d in os.listdir("/dev")):
+            return None
+    except OSError:
         return None
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_name(0)
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("Model:"):
+                return line.split(":", 1)[1].strip()
+    return "NVIDIA GPU"
 
 
 def list_runs(kind: str | None = None, do_refresh: bool = True) -> list[dict]:

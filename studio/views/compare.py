@@ -10,24 +10,19 @@ so a link reproduces the view.
 
 from __future__ import annotations
 
-from functools import partial
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from evals.backends import describe_identity
-from evals.compare import ADJUST_NAMES, compare_stored, verdict
-from evals.results import evaluated_by_suite, results_stamp
+from evals.compare import ADJUST_NAMES, verdict
 from evals.stats import format_p
-from evals.suites import list_suites
-from studio.ui import charts, compare_data
+from studio.ui import charts, compare_data, compare_reads
 from studio.ui.diff import side_by_side
 from studio.ui.session import call, store, workspace_path
 from studio.ui.text import literal
 from studio.ui.widgets import header
 from training.checkpoints import parse_checkpoint_id
-from training.listing import run_names
 
 TABS = ["Summary", "Examples", "Forgetting", "Categories"]
 
@@ -40,17 +35,9 @@ def is_base(checkpoint: str) -> bool:
     return parsed is not None and parsed.base_model is not None
 
 
-@st.cache_data(show_spinner="Comparing…", max_entries=64)
-def comparisons(ws: str, suite: str, baseline: str, candidates: tuple[str, ...],
-                stamp: tuple) -> list[dict]:
-    """Memoized per results stamp (reruns for other widgets cost nothing); the library caches
-    the statistics in the store, so a fresh server reads them instead of recomputing."""
-    return [c.to_dict() for c in compare_stored(store(), suite, baseline, list(candidates))]
-
-
 def compare_all(suite: str, baseline: str, candidates: list[str]) -> list[dict]:
-    return comparisons(str(workspace_path()), suite, baseline, tuple(candidates),
-                       results_stamp(store()))
+    return compare_reads.comparisons(str(workspace_path()), suite, baseline, tuple(candidates),
+                                     stamp)
 
 
 def reset_candidates(checkpoints: list[str]) -> None:
@@ -60,11 +47,13 @@ def reset_candidates(checkpoints: list[str]) -> None:
                                           if c != st.session_state["cmp_baseline"]]
 
 
-# Task suites first: what the run should improve is what a reviewer opens first.
-suites = sorted(list_suites(store()), key=lambda s: (s["role"] != "task", s["name"]))
-names = run_names(store())
-label = partial(compare_data.short, run_names=names)
-ready = evaluated_by_suite(store())
+# Memoized until the store file changes: a rerun reads nothing it has read before.
+stamp = compare_reads.store_stamp(store())
+index = compare_reads.page_index(str(workspace_path()), stamp)
+suites = index["suites"]             # task suites first
+names = index["run_names"]
+label = compare_data.labeller(names)   # the label every page uses
+ready = index["ready"]
 usable = [s["name"] for s in suites if len(ready.get(s["name"], [])) >= 2]
 if not usable:
     st.info("Evaluate at least two checkpoints (the base model counts) on a suite first, on "

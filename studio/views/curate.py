@@ -26,7 +26,11 @@ from studio.ui.text import literal
 from studio.ui.widgets import flash, header, linked_ref_pickers, select_version
 from training.listing import base_model_choices
 
-POLL_S = 0.5  # a finished task shows its result within this (plus one fragment run)
+# A finished step shows its result within 1 s (issue 11): a step that ends within SYNC_S of the
+# click is shown by the click's own run (most steps on small data); a longer one by the panel,
+# which polls every POLL_S while it runs and reruns the page as soon as the task's state flips.
+SYNC_S = 1.0
+POLL_S = 0.25
 
 header("Curate", "Remove duplicates, score rows, filter by thresholds and save the result as a "
        "new immutable version. Long work runs in the background; the page stays usable.")
@@ -58,6 +62,16 @@ def saved(out: dict, message: str) -> None:
     """A step made version out["ref"]: select it, say so once, redraw the page."""
     select_version("curate_version", out["ref"], message, dataset_key="curate_dataset")
     st.rerun()
+
+
+def run_step(prefix: str, label: str, fn, *args, **kwargs) -> None:
+    """Start a step in the background and give it SYNC_S to finish, so that the panel drawn
+    next in this same run shows a short step's result at once (no poll, no extra rerun
+    first); the panel then reruns the page to select the version the step made. A longer
+    step is polled by the panel."""
+    task = background.start(label, SCOPE, fn, *args, **kwargs)
+    background.wait(task, timeout_s=SYNC_S)
+    st.session_state[f"polling-{prefix}"] = True   # the panel reruns the page when it ends
 
 
 def task_panel(prefix: str) -> None:
@@ -113,9 +127,7 @@ def dedup_tab() -> None:
     if c.button("Run dedup", type="primary", icon=":material/play_arrow:",
                 disabled=background.any_running("Dedup", SCOPE)):
         kwargs = {} if method == "exact" else {"threshold": threshold}
-        # no rerun: the panel below, drawn in this run, polls the task
-        background.start(f"Dedup ({method}) of {ref}", SCOPE, dedup, store(), ref, method=method,
-                         **kwargs)
+        run_step("Dedup", f"Dedup ({method}) of {ref}", dedup, store(), ref, method=method, **kwargs)
     st.caption("Dedup never deletes: it saves a new version where each cluster keeps one row "
                "and flags the rest.")
     task_panel("Dedup")
@@ -183,8 +195,7 @@ def scores_tab() -> None:
     if c.button("Compute", icon=":material/calculate:", type="primary",
                 disabled=background.any_running("Scoring", SCOPE)):
         kwargs = {} if scorer == "heuristic" else {"model": model}
-        background.start(f"Scoring ({scorer}) of {ref}", SCOPE, score, store(), ref,
-                         scorer=scorer, **kwargs)  # the panel below polls it
+        run_step("Scoring", f"Scoring ({scorer}) of {ref}", score, store(), ref, scorer=scorer, **kwargs)
     st.caption("Scoring saves a new version carrying the scores; filters on any later "
                "version can use them.")
     task_panel("Scoring")

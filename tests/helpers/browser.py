@@ -43,6 +43,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> Non
     raise TimeoutError("studio ui did not become healthy")
 
 
+SERVER_PIDS: dict[str, int] = {}   # url -> pid of the `studio ui` server (it execs streamlit)
+
+
+def server_cpu_s(url: str) -> float:
+    """CPU seconds (user + system) the server behind `url` has used so far: what a page view
+    cost it, whatever else loads the machine (wall times in a browser test do not show that)."""
+    fields = Path(f"/proc/{SERVER_PIDS[url]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def studio_ui(ws: Path, log_dir: Path) -> Iterator[str]:
     """Runs `studio --workspace WS ui` until the block ends; yields its base URL."""
@@ -52,10 +62,12 @@ def studio_ui(ws: Path, log_dir: Path) -> Iterator[str]:
                              "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=log_dir)
     url = f"http://127.0.0.1:{port}/"
+    SERVER_PIDS[url] = proc.pid
     try:
         wait_healthy(url, proc)
         yield url
     finally:
+        SERVER_PIDS.pop(url, None)
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
@@ -79,11 +91,15 @@ def shot(page, name: str) -> None:
     page.set_viewport_size(size)
 
 
+SETTLE_PAUSE_MS = 300
+SETTLE_FIXED_WAITS_S = 2 * SETTLE_PAUSE_MS / 1000   # what settle() always waits, for timings
+
+
 def settle(page, timeout_ms: int = 60_000) -> None:
     """Wait until Streamlit has finished its runs (no running indicator, no stale elements)."""
     page.wait_for_load_state("networkidle")
     for _ in range(2):  # a rerun may start just after the first check
-        page.wait_for_timeout(300)
+        page.wait_for_timeout(SETTLE_PAUSE_MS)
         page.wait_for_function(
             "() => !document.querySelector('[data-testid=stStatusWidget]') && "
             "!document.querySelector('[data-stale=true]')", timeout=timeout_ms)
