@@ -60,12 +60,15 @@ def _detect(con: duckdb.DuckDBPyConnection, path: str, kind: str, fmt: str | Non
     return fmt, formats.resolve_mapping(fmt, keys, item_keys, mapping)
 
 
-def _normalize(con: duckdb.DuckDBPyConnection, fmt: str, mapping: dict[str, str]) -> None:
+def _normalize(con: duckdb.DuckDBPyConnection, fmt: str, mapping: dict[str, str],
+               keep_messages: bool = True) -> None:
     """`_norm`: canonical columns, error and change flags; content_hash = md5 of the full
-    canonical messages (every turn, tool calls included)."""
+    canonical messages (every turn, tool calls included). Without `keep_messages` the
+    messages text is hashed but not kept (a flat format's rows store none: migration 0086)."""
     formats.define_macros(con)
     sql, params = formats.normalize_sql(fmt, mapping)
-    con.execute(f"CREATE TEMP TABLE _norm AS SELECT *, md5(CAST(messages AS VARCHAR)) "
+    keep = "*" if keep_messages else "* EXCLUDE (messages)"
+    con.execute(f"CREATE TEMP TABLE _norm AS SELECT {keep}, md5(CAST(messages AS VARCHAR)) "
                 f"AS content_hash FROM ({sql})", params)
 
 
@@ -272,7 +275,7 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
             readers.stage(con, path, kind, lenient=lenient, field=field)
             lap("read")
             fmt, used = _detect(con, source, kind, format, mapping)
-            _normalize(con, fmt, used)
+            _normalize(con, fmt, used, keep_messages=fmt not in formats.FLAT_FORMATS)
             _first_error(con, source, kind)
             lap("normalize")
             changes, info = _changes(con, fmt, used)
