@@ -124,6 +124,8 @@ def write_staged(store, claim: Claim, target: str | list, data,
         with store.connect() as con:  # keeps the file while nobody else waits
             held = time.monotonic()
             while chunk is not None:
+                if tight:
+                    _keep_room(store, chunk.nbytes)
                 t0 = time.monotonic()
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -146,6 +148,14 @@ def write_staged(store, claim: Claim, target: str | list, data,
             size = _next_size(size, chunk.num_rows, time.monotonic() - held, waiting, n, tight)
             chunk = chunks(size)
     return n
+
+
+def _keep_room(store, chunk_bytes: int) -> None:
+    """Near a full disk: stop (as a full disk does) before a chunk could fill it. When DuckDB
+    itself hits the full disk, the chunks already committed sit in its write-ahead log and
+    deleting them needs room too: with none left, every later command failed."""
+    if shutil.disk_usage(store.path.parent).free < 2 * chunk_bytes + (1 << 20):
+        raise store.user_error(OSError(28, "No space left on device"))
 
 
 def _chunks(batches):
