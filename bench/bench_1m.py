@@ -8,13 +8,14 @@ apart) vs the same page scanning every row's text (goal: under 300 ms); exact de
 normalized text in Python (rows fetched from the same store). The two issue-9 ratios are
 printed together at the end.
 
-    .venv/bin/python bench/bench_1m.py --rows 1000000
+    .venv/bin/python bench/bench_1m.py --rows 1000000 [--repeats 3] [--import-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import platform
 import re
 import statistics
@@ -112,6 +113,8 @@ def text_search_pages(store: Store, where: str, sort: str, repeats: int = 3) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=3, help="imports and raw loads, alternated")
+    ap.add_argument("--import-only", action="store_true", help="stop after the import ratio")
     args = ap.parse_args()
     print(f"CPU: {cpu_name()}; duckdb {duckdb.__version__}")
     with tempfile.TemporaryDirectory(prefix="bench1m-") as tmp:
@@ -119,13 +122,29 @@ def main() -> None:
         _, gen_s = timed(generate, src, args.rows)
         print(f"rows={args.rows} file={src.stat().st_size / 1e6:.0f} MB (generated in {gen_s:.1f}s)")
 
-        store = Store(Path(tmp) / "ws")
-        got, ours = timed(import_file, store, src, "big")
-        with duckdb.connect(str(Path(tmp) / "raw.duckdb")) as con:
-            _, raw = timed(con.execute, "CREATE TABLE raw AS SELECT * FROM read_json(?)", [str(src)])
-        print(f"import: {ours:.1f}s ({args.rows / ours:,.0f} rows/s); raw DuckDB load {raw:.1f}s; "
-              f"ratio ours/raw {ours / raw:.1f}x  [{got['n_rows']} rows]")
+        # import and raw load alternate, each repeat in a fresh workspace / file
+        ratios, ours_all, raw_all, store = [], [], [], None
+        for k in range(args.repeats):
+            ws = Store(Path(tmp) / f"ws{k}")
+            got, t_ours = timed(import_file, ws, src, "big")
+            with duckdb.connect(str(Path(tmp) / f"raw{k}.duckdb")) as con:
+                _, t_raw = timed(con.execute, "CREATE TABLE raw AS SELECT * FROM read_json(?)",
+                                 [str(src)])
+            store = store or ws  # the first workspace serves the page benchmarks
+            ours_all.append(t_ours)
+            raw_all.append(t_raw)
+            ratios.append(t_ours / t_raw)
+            phases = ", ".join(f"{p} {s:.2f}" for p, s in got["seconds"].items())
+            print(f"import: {t_ours:.1f}s ({args.rows / t_ours:,.0f} rows/s; {phases}); raw "
+                  f"DuckDB load {t_raw:.1f}s; ratio ours/raw {t_ours / t_raw:.2f}x  "
+                  f"[{got['n_rows']} rows; load average {os.getloadavg()[0]:.1f}]", flush=True)
+        ours, raw = statistics.median(ours_all), statistics.median(raw_all)
 
+        if args.import_only:
+            print(f"\nimport / raw DuckDB load ({args.rows:,} rows, {cpu_name()}): "
+                  f"{ours:.1f}s / {raw:.1f}s = {ours / raw:.2f}x (median of {len(ratios)}; "
+                  f"per repeat {min(ratios):.2f}-{max(ratios):.2f}x; goal <= 2x)")
+            return
         ts = text_search_pages(store, "text~'topic 4242' and resp_chars>=10", "-resp_chars")
         print(f"text search page (index): first search {ts['first_ms']:.0f} ms (builds the "
               f"index), then {ts['index_ms']:.0f} ms; scan {ts['scan_ms']:.0f} ms "
@@ -158,8 +177,9 @@ def main() -> None:
         print(f"exact dedup: {t_dedup:.1f}s, {d['n_flagged']} flagged in {d['n_clusters']} clusters; "
               f"Python hashing baseline {t_py:.1f}s ({n_py} dups); ratio {t_py / t_dedup:.1f}x")
         print(f"\nissue 9 ratios ({args.rows:,} rows, {cpu_name()}):\n"
-              f"  import / raw DuckDB load = {ours:.1f}s / {raw:.1f}s = {ours / raw:.2f}x  "
-              f"(goal <= 2x)\n"
+              f"  import / raw DuckDB load = {ours:.1f}s / {raw:.1f}s = {ours / raw:.2f}x "
+              f"(median of {len(ratios)}; per repeat {min(ratios):.2f}-{max(ratios):.2f}x; "
+              f"goal <= 2x)\n"
               f"  text-search page, index / scan = {ts['index_ms']:.0f} ms / {ts['scan_ms']:.0f} ms"
               f" = {ts['index_ms'] / ts['scan_ms']:.2f}x  (goal: page < 300 ms)")
 

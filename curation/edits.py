@@ -61,7 +61,7 @@ def edit(store: Store, ref: str, row_id: str, instruction: str | None = None,
                 bots = [len(msgs) - 1]
             msgs[bots[-1]]["content"] = response
         con.execute("""
-            INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
+            INSERT INTO row_data (uid, dataset, id, messages, system, instruction, response, n_turns,
                               source_file, source_line, content_hash, tags, category, rid,
                               inst_chars, resp_chars)
             SELECT md5(? || chr(31) || ? || chr(31) || h), ?, ?, m,

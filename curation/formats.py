@@ -19,6 +19,7 @@ from __future__ import annotations
 import duckdb
 
 from kernel.errors import StudioError
+from kernel.migrations import plain_messages_sql
 
 # Every import format, in the order detection tries them (CLI choices, the UI's format box).
 FORMATS: tuple[str, ...] = ("alpaca", "prompt_completion", "qa", "chat", "sharegpt")
@@ -189,14 +190,19 @@ def normalize_sql(fmt: str, mapping: dict[str, str], stage: str = "_stage") -> t
         def txt(field: str) -> str:
             return f"x_{field}" if field in mapping else "CAST(NULL AS VARCHAR)"
 
-        extracted = ", ".join(f"s[{i + 1}] AS x_{f}, t[{i + 1}] AS t_{f}"
-                              for i, f in enumerate(fields))
+        # the JSON type (a second parse, as slow as the first) only where the text could
+        # be a non-string value's JSON text: a number, true/false, an object or a list
+        extracted = ", ".join(
+            f"s[{i + 1}] AS x_{f}, CASE WHEN s[{i + 1}][1] IN ('-', '[', '{{', '0', '1', '2', "
+            f"'3', '4', '5', '6', '7', '8', '9') OR s[{i + 1}] IN ('true', 'false') THEN "
+            f"json_type(j, {paths}[{i + 1}]) ELSE 'VARCHAR' END AS t_{f}"
+            for i, f in enumerate(fields))
         tags_json = ""
         if "tags" in mapping:
             params.append(json_path(mapping["tags"]))
             tags_json = f", json_extract(j, ${len(params)}) AS f_tags"
         source = (f"(SELECT line, {extracted}{tags_json} FROM (SELECT line, j, "
-                  f"json_extract_string(j, {paths}) AS s, json_type(j, {paths}) AS t FROM {stage}))")
+                  f"json_extract_string(j, {paths}) AS s FROM {stage}))")
         coerced_fields = [f for f in ("instruction", "input", "response", "system") if f in mapping]
         coerced = "CASE " + " ".join(
             f"WHEN t_{f} NOT IN ('VARCHAR', 'NULL') THEN {lit(mapping[f])}"
@@ -213,12 +219,9 @@ def normalize_sql(fmt: str, mapping: dict[str, str], stage: str = "_stage") -> t
               END AS err, {coerced} AS coerced
             FROM (SELECT *, {txt('instruction')} AS instr, {txt('input')} AS inp,
                          {txt('response')} AS resp FROM {source})"""
-        # built as text: cheaper than to_json of a list of structs, same JSON
-        user_asst = ("'{\"role\":\"user\",\"content\":' || to_json(instruction) || "
-                     "'},{\"role\":\"assistant\",\"content\":' || to_json(response) || '}]'")
-        messages_expr = (f"CASE WHEN system IS NULL THEN '[' || {user_asst} ELSE "
-                         f"'[{{\"role\":\"system\",\"content\":' || to_json(system) || '}},' "
-                         f"|| {user_asst} END")
+        # built as text: cheaper than to_json of a list of structs, same JSON (and the
+        # text the `rows` view derives for rows stored without it)
+        messages_expr = plain_messages_sql("system", "instruction", "response")
         n_turns, coerced = "2", "coerced"
         flags = ("false AS starts_assistant, false AS has_parts, false AS has_tool_calls, "
                  "CAST(NULL AS JSON) AS tools")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +26,9 @@ import duckdb
 
 from curation import formats, readers
 from curation.versions import check_name
+from kernel import staging
 from kernel.errors import StudioError
+from kernel.migrations import plain_messages_sql
 from kernel.store import Store
 
 Progress = Callable[[int, int], None]
@@ -57,30 +60,37 @@ def _detect(con: duckdb.DuckDBPyConnection, path: str, kind: str, fmt: str | Non
     return fmt, formats.resolve_mapping(fmt, keys, item_keys, mapping)
 
 
-def _normalize(con: duckdb.DuckDBPyConnection, fmt: str, mapping: dict[str, str]) -> None:
+def _normalize(con: duckdb.DuckDBPyConnection, fmt: str, mapping: dict[str, str],
+               keep_messages: bool = True) -> None:
     """`_norm`: canonical columns, error and change flags; content_hash = md5 of the full
-    canonical messages (every turn, tool calls included)."""
+    canonical messages (every turn, tool calls included). Without `keep_messages` the
+    messages text is hashed but not kept (a flat format's rows store none: migration 0086)."""
     formats.define_macros(con)
     sql, params = formats.normalize_sql(fmt, mapping)
-    con.execute(f"CREATE TEMP TABLE _norm AS SELECT *, md5(CAST(messages AS VARCHAR)) "
+    keep = "*" if keep_messages else "* EXCLUDE (messages)"
+    con.execute(f"CREATE TEMP TABLE _norm AS SELECT {keep}, md5(CAST(messages AS VARCHAR)) "
                 f"AS content_hash FROM ({sql})", params)
 
 
-def _final_rows(con: duckdb.DuckDBPyConnection, name: str,
-                split_from_source: bool) -> Callable[[int], object]:
-    """A function giving the next `size` source lines of rows as they will be stored (an Arrow
-    table in source order, with the v1 split; None at the end). Chunks are line ranges, so no
-    sort of the whole import is needed. Ids: the source's own when present and unique; else
-    from the content hash (+ the occurrence number for exact duplicates), so re-importing the
-    same data gives the same ids. Window functions run only over the (usually few) duplicated
-    rows."""
+def _final_rows(con: duckdb.DuckDBPyConnection, name: str, fmt: str, split_from_source: bool):
+    """The rows as they will be stored (with the v1 split), streamed by one query as Arrow
+    record batches in source order: no sort (sorting 1M wide rows took longer than the whole
+    rest of the import) and no re-scan per chunk. `messages` is stored only when it is more
+    than a plain single turn (the `rows` view derives it from the text columns otherwise:
+    migration 0086). Ids: the source's own when present and
+    unique; else from the content hash (+ the occurrence number for exact duplicates), so
+    re-importing the same data gives the same ids. Window functions run only over the
+    (usually few) duplicated rows."""
     con.execute("CREATE TEMP TABLE _occ AS SELECT line, row_number() OVER "
                 "(PARTITION BY content_hash ORDER BY line) AS k FROM _norm WHERE content_hash IN "
                 "(SELECT content_hash FROM _norm GROUP BY 1 HAVING count(*) > 1)")
     split = "coalesce(src_split, 'train')" if split_from_source else "'train'"
+    plain = plain_messages_sql("system", "instruction", "response")
+    messages = ("CAST(NULL AS JSON)" if fmt in formats.FLAT_FORMATS else
+                f"CASE WHEN messages = {plain} THEN NULL ELSE messages END")
     sql = f"""
         SELECT md5(? || chr(31) || id || chr(31) || content_hash) AS uid, id,
-               messages, system, instruction, response, n_turns, line AS source_line,
+               {messages} AS messages, system, instruction, response, n_turns, line AS source_line,
                content_hash, tags, category, length(instruction) AS inst_chars,
                length(response) AS resp_chars,
                CASE WHEN tools IS NOT NULL THEN json_object('tools', tools) END AS metadata,
@@ -88,21 +98,10 @@ def _final_rows(con: duckdb.DuckDBPyConnection, name: str,
         FROM (
           SELECT n.*, CASE
               WHEN src_id IS NOT NULL AND src_id NOT IN (SELECT src_id FROM _dup_src) THEN src_id
-              WHEN coalesce(o.k, 1) = 1 THEN substr(content_hash, 1, 16)
+              WHEN o.k IS NULL OR o.k = 1 THEN substr(content_hash, 1, 16)
               ELSE substr(md5(content_hash || ':' || o.k), 1, 16) END AS id
-          FROM _norm n LEFT JOIN _occ o USING (line) WHERE n.line >= ? AND n.line < ?)
-        ORDER BY source_line"""
-    first, last = con.execute("SELECT min(line), max(line) FROM _norm").fetchall()[0]
-    state = {"next": first if first is not None else 1}
-
-    def take(size: int):
-        start = state["next"]
-        if last is None or start > last:
-            return None
-        state["next"] = start + size
-        return con.sql(sql, params=[name, start, start + size]).to_arrow_table()
-
-    return take
+          FROM _norm n LEFT JOIN _occ o USING (line))"""
+    return con.sql(sql, params=[name]).to_arrow_reader(staging.MAX_ROWS)
 
 
 def _quote(text: str) -> str:
@@ -114,9 +113,9 @@ def _write_chunk(name: str, source: str) -> list[tuple[str, list]]:
     after the largest one in the store (chunks of two imports interleave but never collide,
     and stay in source order within each), then the rows and their v1 entries, in order."""
     return [
-        ("SET VARIABLE studio_rid0 = (SELECT coalesce(max(rid), 0) FROM rows) "
+        ("SET VARIABLE studio_rid0 = (SELECT coalesce(max(rid), 0) FROM row_data) "
          "- (SELECT min(source_line) FROM _chunk) + 1", []),
-        ("""INSERT INTO rows (uid, dataset, id, messages, system, instruction, response, n_turns,
+        ("""INSERT INTO row_data (uid, dataset, id, messages, system, instruction, response, n_turns,
                              source_file, source_line, content_hash, tags, category, rid,
                              inst_chars, resp_chars, metadata)
             SELECT uid, ?, id, messages, system, instruction, response, n_turns, ?, source_line,
@@ -250,8 +249,17 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
     `changes` counts what normalization changed (values coerced to text, repeated source ids
     replaced, fields dropped, conversations that start with the assistant); `strict=True`
     refuses the import when there is any. `lenient=True` reads a malformed CSV anyway;
-    `field` names the key whose list holds the records (`{"data": [...]}`)."""
+    `field` names the key whose list holds the records (`{"data": [...]}`). `seconds` in the
+    result: wall time per phase (read, normalize, changes, write, commit; bench_1m prints it)."""
     check_name(name, "dataset")
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(phase: str) -> None:
+        now = time.perf_counter()
+        seconds[phase] = round(now - clock[0], 3)
+        clock[0] = now
+
     kind = readers.source_kind(path)
     source = str(Path(path).resolve()) if kind != "hf_hub" else str(path)
     if progress:
@@ -260,21 +268,26 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
     # then go into the store in short chunks under a claim (kernel.staging), invisible until
     # one short transaction adds the `datasets` and `versions` rows.
     claim = store.claim(name, "v1", new_dataset=True)
+    lap("claim")
     try:
         with duckdb.connect() as con:
             con.execute("SET enable_progress_bar = false")
             readers.stage(con, path, kind, lenient=lenient, field=field)
+            lap("read")
             fmt, used = _detect(con, source, kind, format, mapping)
-            _normalize(con, fmt, used)
+            _normalize(con, fmt, used, keep_messages=fmt not in formats.FLAT_FORMATS)
             _first_error(con, source, kind)
+            lap("normalize")
             changes, info = _changes(con, fmt, used)
+            lap("changes")
             if strict and changes:
                 raise StudioError(f"{source}: --strict refuses the import: "
                                   + "; ".join(describe_changes(changes, {}, UNIT[kind])))
             if progress:
                 progress(1, 3)
             n = store.write_staged(claim, _write_chunk(name, source),
-                                   _final_rows(con, name, info["split_from_source"]))
+                                   _final_rows(con, name, fmt, info["split_from_source"]))
+            lap("write")  # the final rows (ids, uids) are computed as they are written
         if progress:
             progress(2, 3)
         params = {"source": source, "format": fmt, "mapping": used, "changes": changes,
@@ -285,13 +298,15 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
             con.execute("INSERT INTO versions (dataset, version, parent, operation, params, "
                         "n_rows, created_at) VALUES (?, 'v1', NULL, 'import', ?, ?, now())",
                         [name, json.dumps(params, default=str), n])
+        lap("commit")
     except BaseException:
         store.abandon_staged(claim)  # deletes what was written, gives the space back
         raise
     if progress:
         progress(3, 3)
     return {"name": name, "version": "v1", "n_rows": n, "format": fmt, "mapping": used,
-            "source": source, "changes": changes, "info": info, "unit": UNIT[kind]}
+            "source": source, "changes": changes, "info": info, "unit": UNIT[kind],
+            "seconds": seconds}
 
 
 def _head_copy(path: Path, n_lines: int, tmpdir: str) -> Path:

@@ -426,3 +426,32 @@ def _comparison_cache(con: duckdb.DuckDBPyConnection) -> None:
             comparison TEXT NOT NULL,    -- Comparison.to_dict() as JSON (NaN allowed)
             created_at TIMESTAMP DEFAULT current_timestamp
         )""")
+
+
+# --- curation: narrow rows, `rows` a view (issue 9: import at DuckDB speed) -----------------
+
+def plain_messages_sql(system: str, instruction: str, response: str) -> str:
+    """SQL of the canonical messages JSON of a plain single-turn row (an optional system
+    prompt, one user turn, one assistant turn) from its text columns: the exact text the
+    import stores and hashes (`content_hash`), so deriving it gives the same bytes."""
+    user_asst = (f"'{{\"role\":\"user\",\"content\":' || to_json({instruction}) || "
+                 f"'}},{{\"role\":\"assistant\",\"content\":' || to_json({response}) || '}}]'")
+    return (f"CASE WHEN {system} IS NULL THEN '[' || {user_asst} ELSE "
+            f"'[{{\"role\":\"system\",\"content\":' || to_json({system}) || '}},' "
+            f"|| {user_asst} END")
+
+
+@migration("0086_curation_rows_view_derived_messages")
+def _rows_view(con: duckdb.DuckDBPyConnection) -> None:
+    # `messages` was a second copy of the text of every single-turn row (the same text is in
+    # instruction/response/system): writing it was the largest cost of an import (1M rows).
+    # The table is now `row_data`, whose `messages` is NULL when the row is a plain
+    # single turn, and `rows` is a view that derives it there, so every reader keeps reading
+    # `rows` unchanged. Writers (import, edit, the staged-write sweep) write `row_data`.
+    # Existing rows keep their stored messages (the view prefers them). A later migration
+    # that changes the table alters `row_data` (the view picks up added columns).
+    con.execute("ALTER TABLE rows RENAME TO row_data")
+    con.execute("ALTER TABLE row_data ALTER COLUMN messages DROP NOT NULL")
+    derived = plain_messages_sql("system", "instruction", "response")
+    con.execute(f"CREATE VIEW rows AS SELECT * REPLACE (coalesce(messages, {derived}) "
+                "AS messages) FROM row_data")

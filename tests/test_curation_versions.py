@@ -95,6 +95,9 @@ def test_int_key_migration_backfills_existing_rows(ds):
 
     split(ds, "d", 0.1, seed=0)
     with ds.transaction() as con:
+        con.execute("DROP VIEW rows")  # back to the table `rows` of before 0086, then 0006
+        con.execute("ALTER TABLE row_data RENAME TO rows")
+        con.execute("DELETE FROM _migrations WHERE name = '0086_curation_rows_view_derived_messages'")
         con.execute("ALTER TABLE version_rows DROP COLUMN rid")
         for col in ("rid", "inst_chars", "resp_chars"):
             con.execute(f"ALTER TABLE rows DROP COLUMN {col}")
