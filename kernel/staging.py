@@ -37,7 +37,8 @@ from kernel.errors import StudioError
 from kernel.processes import pid_alive, process_start
 
 CHUNK_ROWS = 20_000    # rows per chunked read (scoring's copy of the text)
-TARGET_HOLD_S = 0.1   # with others queued, chunks are sized to hold the store about this long
+TARGET_TURN_S = 0.1   # with others queued, a writer's turn (open, chunk, close) lasts about this
+PAUSE_FACTOR = 0.5    # ... and then waits half as long before queueing for the next one
 MIN_ROWS, MAX_ROWS = 1_000, 131_072  # alone, chunks grow to about one DuckDB row group
 STAGING_DIR = "staging"
 
@@ -84,14 +85,13 @@ def write_staged(store, claim: Claim, target: str | list, data,
                  params: list | None = None) -> int:
     """Append `data` (a pyarrow Table or RecordBatchReader, a Parquet file or a glob of them,
     or a function giving the next chunk of about the size asked as a Table, None at the end)
-    in chunks, each in its own short transaction; returns the number of rows. Chunks are sized
-    from the time the previous one took, so each holds the store about `TARGET_HOLD_S` whatever
-    the machine.
+    in chunks, each in its own short transaction, in turns (see `_in_turns`); returns the
+    number of rows.
 
     `target` is a table name (columns matched by name) or a list of SQL statements that read
     the chunk as `_chunk`, each run with `params` (or given as `(sql, its_params)`). Between
-    chunks other processes get in; the next chunk is read (a reader may compute it) only
-    while this writer holds the store alone."""
+    turns other processes get in; the next chunk is read (a reader may compute it) while
+    this writer is paused or holds the store alone."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
@@ -110,33 +110,58 @@ def write_staged(store, claim: Claim, target: str | list, data,
             batches = pads.dataset([str(f) for f in files], format="parquet").to_batches(
                 batch_size=MIN_ROWS)
         chunks = _chunks(batches)
+
+    def write(con, chunk) -> int:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            _check_claim(con, claim)
+            con.register("_chunk", chunk)
+            for sql, args in statements:
+                con.execute(sql, args)
+            con.unregister("_chunk")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return chunk.num_rows
+
+    return _in_turns(store, chunks, write)
+
+
+def _in_turns(store, prepare, write) -> int:
+    """Write `prepare(size)` (the next chunk of about `size` rows, None at the end) with
+    `write(con, chunk)` (one transaction; returns its rows) until the end, in turns.
+
+    While nobody waits, a turn keeps the file and chunks double up to MAX_ROWS. Once someone
+    queues behind it, the turn ends after the current chunk; the next chunk is sized from
+    this turn's whole length (open, chunks, close: DuckDB checkpoints on close) to about
+    TARGET_TURN_S (`_turn_size`), prepared off the store, and the writer pauses PAUSE_FACTOR
+    times as long as the turn took before queueing again, holding the long-writer baton
+    meanwhile: long writers together then hold the store at most about 2/3 of the time
+    others wait, and a reader waits for at most one writer turn, not an import's and a
+    score's back to back."""
     n, size = 0, MIN_ROWS
-    chunk = chunks(size)
+    chunk = prepare(size)
     while chunk is not None:
-        with store.connect() as con:  # keeps the file while nobody else waits
-            held = time.monotonic()
-            while chunk is not None:
-                t0 = time.monotonic()
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    _check_claim(con, claim)
-                    con.register("_chunk", chunk)
-                    for sql, args in statements:
-                        con.execute(sql, args)
-                    con.unregister("_chunk")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
-                n += chunk.num_rows
-                waiting = store.others_waiting()
-                if waiting:
-                    break
-                size = _next_size(size, chunk.num_rows, time.monotonic() - t0, waiting)
-                chunk = chunks(size)
-        if chunk is not None:  # others waited: size the next turn by this one's whole hold
-            size = _next_size(size, chunk.num_rows, time.monotonic() - held, waiting)
-            chunk = chunks(size)
+        with store.long_writer_turn():
+            waiting, rows, work = False, 0, 0.0
+            with store.connect() as con:  # keeps the file while nobody else waits
+                while chunk is not None:
+                    t0 = time.monotonic()
+                    rows += write(con, chunk)
+                    work += time.monotonic() - t0
+                    waiting = store.others_waiting()
+                    if waiting:
+                        break
+                    size = min(MAX_ROWS, size * 2)
+                    chunk = prepare(size)
+            n += rows
+            if waiting:
+                turn = time.monotonic() - store.opened_at
+                resume = time.monotonic() + turn * PAUSE_FACTOR
+                size = _turn_size(rows, work, turn)
+                chunk = prepare(size)
+                time.sleep(max(0.0, resume - time.monotonic()))
     return n
 
 
@@ -167,17 +192,18 @@ def _chunks(batches):
     return take
 
 
-def _next_size(size: int, rows: int, seconds: float, waiting: bool) -> int:
-    """With others queued, a chunk is sized from the last one's time to hold the store about
-    TARGET_HOLD_S. Alone, chunks double up to MAX_ROWS: DuckDB writes a transaction of at
-    least a row group (122,880 rows) straight into the file, while smaller ones go through
-    its write-ahead log and are written twice (measured: 10k-row chunks take 2x as long as
-    one insert, 50k-row chunks about the same); a reader that arrives meanwhile waits for
-    at most that one chunk, then chunks shrink."""
-    if not waiting:
-        return min(MAX_ROWS, size * 2)
-    wanted = rows * TARGET_HOLD_S / max(seconds, 1e-3)
-    return int(min(MAX_ROWS, max(MIN_ROWS, min(wanted, size * 2))))
+def _turn_size(rows: int, work: float, turn: float) -> int:
+    """Rows for the next turn, from the last one: `rows` written in `work` seconds in a turn
+    of `turn` seconds (the rest is opening and closing the file, which DuckDB checkpoints).
+    The work aims at TARGET_TURN_S less that overhead, but at least the overhead itself: on a
+    loaded machine opening and closing alone can take longer than the target, and a turn of
+    a few rows would then mostly cost everyone waiting for nothing. Alone, chunks double up
+    to MAX_ROWS instead (see `_in_turns`): DuckDB writes a transaction of at least a row
+    group (122,880 rows) straight into the file, while smaller ones go through its
+    write-ahead log and are written twice."""
+    overhead = max(turn - work, 0.0)
+    wanted = rows * max(TARGET_TURN_S - overhead, overhead) / max(work, 1e-3)
+    return int(min(MAX_ROWS, max(MIN_ROWS, min(wanted, 2 * rows))))
 
 
 def copy_version_rows(store, claim: Claim, parent: str) -> int:
@@ -187,31 +213,31 @@ def copy_version_rows(store, claim: Claim, parent: str) -> int:
                              "AND version = ?", [claim.dataset, parent]).fetchone()
     if lo is None:
         return 0
-    n, start, size = 0, lo, MIN_ROWS
-    while start <= hi:
-        with store.connect() as con:  # keeps the file while nobody else waits
-            while start <= hi:
-                t0 = time.monotonic()
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    _check_claim(con, claim)
-                    n += con.execute(
-                        "INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, "
-                        "is_dup, rid) SELECT ?, ?, uid, split, dup_cluster, is_dup, rid "
-                        "FROM version_rows WHERE dataset = ? AND version = ? AND rid >= ? "
-                        "AND rid < ? ORDER BY rid",
-                        [claim.dataset, claim.version, claim.dataset, parent, start,
-                         start + size]).fetchone()[0]
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
-                start += size
-                waiting = store.others_waiting()
-                size = _next_size(size, size, time.monotonic() - t0, waiting)
-                if waiting:
-                    break
-    return n
+    state = {"start": lo}
+
+    def prepare(size: int):
+        start = state["start"]
+        if start > hi:
+            return None
+        state["start"] = start + size
+        return start, start + size
+
+    def write(con, rids) -> int:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            _check_claim(con, claim)
+            n = con.execute(
+                "INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, "
+                "rid) SELECT ?, ?, uid, split, dup_cluster, is_dup, rid FROM version_rows "
+                "WHERE dataset = ? AND version = ? AND rid >= ? AND rid < ? ORDER BY rid",
+                [claim.dataset, claim.version, claim.dataset, parent, *rids]).fetchone()[0]
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return n
+
+    return _in_turns(store, prepare, write)
 
 
 @contextlib.contextmanager

@@ -53,6 +53,7 @@ class Store:
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.lock_timeout_s = lock_timeout_s
         self._queue = FairQueue(self.workspace.root / "locks" / "store-queue")
+        self.opened_at = 0.0  # monotonic time the last outermost connect() began to open the file
         self._ensure_migrated()
 
     @property
@@ -81,6 +82,18 @@ class Store:
         """Inside a connect() block: has another operation queued behind us?"""
         return self._queue.others_waiting()
 
+    @contextmanager
+    def long_writer_turn(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Around one turn of a long chunked write (kernel.staging): one such writer at a time."""
+        timeout_s = self.lock_timeout_s if timeout_s is None else timeout_s
+        try:
+            with self._queue.baton(time.monotonic() + timeout_s):
+                yield
+        except QueueTimeout as exc:
+            raise WorkspaceBusyError(
+                f"workspace {self.workspace.root} is busy: waited {timeout_s:.0f}s for "
+                f"another long write ({exc})") from exc
+
     def read(self, timeout_s: float | None = None):
         """A read-only connection (shared with other readers); see `connect`."""
         return self.connect(timeout_s, read_only=True)
@@ -90,6 +103,7 @@ class Store:
               read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, retrying while a process outside the queue (a raw duckdb) holds it."""
         delay = 0.01
+        self.opened_at = time.monotonic()
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
