@@ -195,14 +195,15 @@ def _chunks(batches):
 def _turn_size(rows: int, work: float, turn: float) -> int:
     """Rows for the next turn, from the last one: `rows` written in `work` seconds in a turn
     of `turn` seconds (the rest is opening and closing the file, which DuckDB checkpoints).
-    The work aims at TARGET_TURN_S less that overhead, but at least the overhead itself: on a
-    loaded machine opening and closing alone can take longer than the target, and a turn of
-    a few rows would then mostly cost everyone waiting for nothing. Alone, chunks double up
-    to MAX_ROWS instead (see `_in_turns`): DuckDB writes a transaction of at least a row
-    group (122,880 rows) straight into the file, while smaller ones go through its
-    write-ahead log and are written twice."""
+    The work aims at TARGET_TURN_S less that overhead, but at least half the target: on a
+    loaded machine opening and closing alone can take longer than the target, and turns of
+    a few rows would then cost everyone waiting mostly overhead (aiming at the overhead
+    itself was measured worse: at load 20 turns grew to 8 s). Alone, chunks double up to
+    MAX_ROWS instead (see `_in_turns`): DuckDB writes a transaction of at least a row group
+    (122,880 rows) straight into the file, while smaller ones go through its write-ahead log
+    and are written twice."""
     overhead = max(turn - work, 0.0)
-    wanted = rows * max(TARGET_TURN_S - overhead, overhead) / max(work, 1e-3)
+    wanted = rows * max(TARGET_TURN_S - overhead, TARGET_TURN_S / 2) / max(work, 1e-3)
     return int(min(MAX_ROWS, max(MIN_ROWS, min(wanted, 2 * rows))))
 
 
