@@ -37,8 +37,7 @@ from kernel.errors import StudioError
 from kernel.processes import pid_alive, process_start
 
 CHUNK_ROWS = 20_000    # rows per chunked read (scoring's copy of the text)
-TARGET_TURN_S = 0.1   # with others queued, a writer's turn (open, chunk, close) lasts about this
-PAUSE_FACTOR = 0.5    # ... and then waits half as long before queueing for the next one
+TARGET_WORK_S = 0.1   # with others queued, a writer's chunk takes about this (plus open, close)
 MIN_ROWS, MAX_ROWS = 1_000, 131_072  # alone, chunks grow to about one DuckDB row group
 STAGING_DIR = "staging"
 
@@ -91,7 +90,7 @@ def write_staged(store, claim: Claim, target: str | list, data,
     `target` is a table name (columns matched by name) or a list of SQL statements that read
     the chunk as `_chunk`, each run with `params` (or given as `(sql, its_params)`). Between
     turns other processes get in; the next chunk is read (a reader may compute it) while
-    this writer is paused or holds the store alone."""
+    this writer is between turns or holds the store alone."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
@@ -133,13 +132,12 @@ def _in_turns(store, prepare, write) -> int:
     `write(con, chunk)` (one transaction; returns its rows) until the end, in turns.
 
     While nobody waits, a turn keeps the file and chunks double up to MAX_ROWS. Once someone
-    queues behind it, the turn ends after the current chunk; the next chunk is sized from
-    this turn's whole length (open, chunks, close: DuckDB checkpoints on close) to about
-    TARGET_TURN_S (`_turn_size`), prepared off the store, and the writer pauses PAUSE_FACTOR
-    times as long as the turn took before queueing again, holding the long-writer baton
-    meanwhile: long writers together then hold the store at most about 2/3 of the time
-    others wait, and a reader waits for at most one writer turn, not an import's and a
-    score's back to back."""
+    queues behind it, the turn ends after the current chunk, and the next chunk is sized from
+    the last chunks' speed (`_turn_size`) and prepared off the store. Each turn holds the
+    long-writer baton: a reader waits for at most one writer turn, not an import's and a
+    score's back to back. (Measured and dropped: pausing after each turn, and sizing turns by
+    their open and close too; both made a 20k-row score 3x slower under constant reads for
+    no clear gain in reader waits: see the README's store section.)"""
     n, size = 0, MIN_ROWS
     chunk = prepare(size)
     while chunk is not None:
@@ -155,13 +153,9 @@ def _in_turns(store, prepare, write) -> int:
                         break
                     size = min(MAX_ROWS, size * 2)
                     chunk = prepare(size)
-            n += rows
-            if waiting:
-                turn = time.monotonic() - store.opened_at
-                resume = time.monotonic() + turn * PAUSE_FACTOR
-                size = _turn_size(rows, work, turn)
-                chunk = prepare(size)
-                time.sleep(max(0.0, resume - time.monotonic()))
+        n += rows
+        if waiting:
+            chunk = prepare(_turn_size(rows, work))
     return n
 
 
@@ -192,18 +186,14 @@ def _chunks(batches):
     return take
 
 
-def _turn_size(rows: int, work: float, turn: float) -> int:
-    """Rows for the next turn, from the last one: `rows` written in `work` seconds in a turn
-    of `turn` seconds (the rest is opening and closing the file, which DuckDB checkpoints).
-    The work aims at TARGET_TURN_S less that overhead, but at least half the target: on a
-    loaded machine opening and closing alone can take longer than the target, and turns of
-    a few rows would then cost everyone waiting mostly overhead (aiming at the overhead
-    itself was measured worse: at load 20 turns grew to 8 s). Alone, chunks double up to
-    MAX_ROWS instead (see `_in_turns`): DuckDB writes a transaction of at least a row group
-    (122,880 rows) straight into the file, while smaller ones go through its write-ahead log
-    and are written twice."""
-    overhead = max(turn - work, 0.0)
-    wanted = rows * max(TARGET_TURN_S - overhead, TARGET_TURN_S / 2) / max(work, 1e-3)
+def _turn_size(rows: int, work: float) -> int:
+    """Rows for the next turn once others wait: about TARGET_WORK_S of writing at the speed of
+    the last turn (`rows` in `work` seconds), at most twice as many rows. Alone, chunks double
+    up to MAX_ROWS instead (see `_in_turns`): DuckDB writes a transaction of at least a row
+    group (122,880 rows) straight into the file, while smaller ones go through its
+    write-ahead log and are written twice (measured: 10k-row chunks take 2x as long as one
+    insert, 50k-row chunks about the same)."""
+    wanted = rows * TARGET_WORK_S / max(work, 1e-3)
     return int(min(MAX_ROWS, max(MIN_ROWS, min(wanted, 2 * rows))))
 
 

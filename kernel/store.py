@@ -53,7 +53,6 @@ class Store:
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.lock_timeout_s = lock_timeout_s
         self._queue = FairQueue(self.workspace.root / "locks" / "store-queue")
-        self.opened_at = 0.0  # monotonic time the last outermost connect() began to open the file
         self._ensure_migrated()
 
     @property
@@ -103,7 +102,6 @@ class Store:
               read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, retrying while a process outside the queue (a raw duckdb) holds it."""
         delay = 0.01
-        self.opened_at = time.monotonic()
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
