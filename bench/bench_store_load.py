@@ -9,6 +9,9 @@ Two modes, measured in the same run on fresh workspaces with the same data:
   old  the behaviour before: no queue (retry with random exponential backoff up to 0.5 s),
        the whole import and the whole score inside one transaction (kept below as
        `legacy_import` / `legacy_score`, the previous code of curation.importer/scoring);
+  server a prototype of the other design (bench/store_server_proto.py): one process owns the
+       file and runs the old one-transaction import and score and the readers' queries,
+       each client on its own cursor;
   floor the readers alone on today's code (no writers, no job): the cost of opening the file
        on this machine at this moment, the least any mode can reach.
 
@@ -131,8 +134,114 @@ def _store(ws: str, mode: str) -> Store:  # floor and new: today's Store
     return cls(Workspace.open(ws), lock_timeout_s=300)
 
 
+class _Probe:
+    """Where a connect() block's time goes, per outermost block of this process: waiting in the
+    queue, opening the file, the work inside, closing it (DuckDB checkpoints on the close of
+    the last connection). Patches this process's `kernel.store` only (the bench's own)."""
+
+    def __init__(self, store: Store):
+        import kernel.store as ks
+
+        self.events: list[dict] = []
+        self._cur: dict | None = None
+        probe, real_duckdb, db = self, duckdb, str(store.path)
+
+        class _Con:
+            def __init__(self, con):
+                self._con = con
+
+            def __getattr__(self, name):
+                return getattr(self._con, name)
+
+            def close(self):
+                t0 = time.perf_counter()
+                self._con.close()
+                if probe._cur is not None:
+                    probe._cur["close"] = time.perf_counter() - t0
+                    probe._cur["work"] = t0 - probe._cur.pop("_opened")
+
+        class _Duck:
+            def __getattr__(self, name):
+                return getattr(real_duckdb, name)
+
+            def connect(self, path=":memory:", *args, **kwargs):
+                t0 = time.perf_counter()
+                con = real_duckdb.connect(path, *args, **kwargs)
+                if str(path) != db or probe._cur is None:
+                    return con
+                probe._cur["open"] = probe._cur.get("open", 0.0) + time.perf_counter() - t0
+                probe._cur["_opened"] = time.perf_counter()
+                return _Con(con)
+
+        ks.duckdb = _Duck()
+        queue = getattr(store, "_queue", None)
+        if queue is not None:
+            turn = queue.turn
+
+            @contextlib.contextmanager
+            def timed_turn(deadline, shared=False):
+                t0 = time.perf_counter()
+                outer = probe._cur is None
+                with turn(deadline, shared) as got:
+                    if outer:
+                        probe._cur = {"queue": time.perf_counter() - t0, "shared": shared}
+                    try:
+                        yield got
+                    finally:
+                        if outer:
+                            probe._cur.pop("_opened", None)
+                            self.events.append(probe._cur)
+                            probe._cur = None
+
+            queue.turn = timed_turn
+
+
+def _breakdown(events: list[dict]) -> dict:
+    """Medians and p95 of each part of the outermost connect() blocks."""
+    out = {"n": len(events)}
+    for part in ("queue", "open", "work", "close"):
+        xs = sorted(e.get(part, 0.0) for e in events)
+        if xs:
+            out[part] = (statistics.median(xs), xs[int(0.95 * (len(xs) - 1))], sum(xs))
+    return out
+
+
+def server_reader(ws: str, stop_file: str, out_file: str) -> None:
+    """Mode `server`: the same two queries, asked of the store process (a new client
+    connection per read, as a CLI call would make); the wait is until the first answer."""
+    import store_server_proto as proto
+
+    waits, failures = [], []
+    while not os.path.exists(stop_file):
+        t0 = time.perf_counter()
+        try:
+            client = proto.Client(ws)
+            try:
+                client.request(sql="SELECT name FROM datasets")
+                waits.append(time.perf_counter() - t0)
+                client.request(sql="SELECT id, state FROM runs ORDER BY created_at DESC LIMIT 20")
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - a failed read is what we count
+            failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+        time.sleep(0.05)
+    Path(out_file).write_text(json.dumps({"waits": waits, "failures": failures, "events": []}))
+
+
+def serve(ws: str, ready_file: str) -> None:
+    """Mode `server`: the store process; the writers ask it for the old one-transaction
+    import and score, run on its cursor (DuckDB's MVCC lets the readers in meanwhile)."""
+    import store_server_proto as proto
+
+    proto.serve(ws, {"import": lambda s, src, name: legacy_import(s, Path(src), name),
+                     "score": legacy_score}, ready_file)
+
+
 def reader(ws: str, mode: str, stop_file: str, out_file: str) -> None:
+    if mode == "server":
+        return server_reader(ws, stop_file, out_file)
     store = _store(ws, mode)
+    probe = _Probe(store)
     waits, failures = [], []
     while not os.path.exists(stop_file):
         t0 = time.perf_counter()
@@ -144,7 +253,8 @@ def reader(ws: str, mode: str, stop_file: str, out_file: str) -> None:
         except Exception as exc:  # noqa: BLE001 - a failed read is what we count
             failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
         time.sleep(0.05)
-    Path(out_file).write_text(json.dumps({"waits": waits, "failures": failures}))
+    Path(out_file).write_text(json.dumps({"waits": waits, "failures": failures,
+                                          "events": probe.events}))
 
 
 def _timing_holds(store: Store, holds: list[float]) -> None:
@@ -169,7 +279,18 @@ def _timing_holds(store: Store, holds: list[float]) -> None:
 
 
 def writer(ws: str, mode: str, what: str, src: str, out_file: str) -> None:
+    if mode == "server":
+        import store_server_proto as proto
+
+        t0 = time.perf_counter()
+        client = proto.Client(ws)
+        client.request(call=what, args=[src, "incoming"] if what == "import" else ["base"])
+        client.close()
+        Path(out_file).write_text(json.dumps({"seconds": time.perf_counter() - t0,
+                                              "holds": [], "events": []}))
+        return
     store = _store(ws, mode)
+    probe = _Probe(store)
     holds: list[float] = []
     _timing_holds(store, holds)
     t0 = time.perf_counter()
@@ -179,7 +300,7 @@ def writer(ws: str, mode: str, what: str, src: str, out_file: str) -> None:
     else:
         (legacy_score if mode == "old" else lambda s, r: score(s, r))(store, "base")
     Path(out_file).write_text(json.dumps({"seconds": time.perf_counter() - t0,
-                                          "holds": holds}))
+                                          "holds": holds, "events": probe.events}))
 
 
 def generate(path: Path, n: int) -> None:
@@ -223,9 +344,20 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
     store = Store(Workspace.open(ws), lock_timeout_s=300)
     import_file(store, src, "base")  # the dataset to score (setup, not measured)
     run_id, trainer = (None, "none") if mode == "floor" else start_training(store)
+    server = None
     try:
+        if mode == "server":
+            ready = tmp / "server-ready"
+            server = mp.get_context("spawn").Process(target=serve, args=(str(ws), str(ready)),
+                                                     daemon=True)
+            server.start()
+            while not ready.exists():
+                time.sleep(0.05)
         return _measure(mode, src, tmp, ws, trainer)
     finally:  # also when the bench is stopped: no training job left behind
+        if server is not None:
+            server.terminate()
+            server.join()
         if run_id:
             from kernel import jobs
 
@@ -255,11 +387,12 @@ def _measure(mode: str, src: Path, tmp: Path, ws: Path, trainer: str) -> dict:
     stop.write_text("stop")
     for p in readers_:
         p.join(timeout=600)
-    waits, failures = [], []
+    waits, failures, reader_events = [], [], []
     for i in range(N_READERS):
         got = json.loads((tmp / f"r{mode}{i}").read_text())
         waits += got["waits"]
         failures += got["failures"]
+        reader_events += got["events"]
     written = {w: json.loads((tmp / f"w{mode}{w}").read_text())
                for w in ("import", "score") if (tmp / f"w{mode}{w}").exists()}
     writes = {w: got["seconds"] for w, got in written.items()}
@@ -270,7 +403,8 @@ def _measure(mode: str, src: Path, tmp: Path, ws: Path, trainer: str) -> dict:
             "max": max(waits, default=0.0), "elapsed_s": elapsed, "writes_s": writes,
             "holds": len(holds), "hold_p95": holds[int(0.95 * (len(holds) - 1))] if holds else 0.0,
             "hold_max": holds[-1] if holds else 0.0,
-            "load": trainer}
+            "load": trainer, "parts": {"readers": _breakdown(reader_events),
+                                       **{w: _breakdown(got["events"]) for w, got in written.items()}}}
 
 
 def main() -> None:
@@ -299,6 +433,9 @@ def main() -> None:
               f"{r['p99']:>7.3f} {r['max']:>7.2f} {r['writes_s'].get('import', float('nan')):>9.1f} "
               f"{r['writes_s'].get('score', float('nan')):>8.1f} {r['holds']:>6} "
               f"{r['hold_p95']:>9.3f} {r['hold_max']:>9.3f}")
+        for who, b in r["parts"].items():
+            print(f"      {who:<8} {b['n']:>5} blocks; median/p95/total s: " + "  ".join(
+                f"{k} {v[0]:.3f}/{v[1]:.3f}/{v[2]:.1f}" for k, v in b.items() if k != "n"))
         for example in r["failure_examples"]:
             print(f"      failure: {example}")
     by = {r["mode"]: r for r in results}

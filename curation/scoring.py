@@ -77,7 +77,7 @@ def save_scores(store: Store, ref: str, values: dict[str, dict[str, float]], par
 def _kept_rows(store: Store, ref: str, column: str) -> tuple[str, str, list[tuple]]:
     """(dataset, version, [(uid, rows.<column>)]) of the rows `ref` keeps (not flagged as
     duplicates), in version order: what a scorer scores. `column` is a name from this module."""
-    with store.connect() as con:
+    with store.read() as con:
         dataset, version = resolve_ref(con, ref)
         got = con.execute(f"SELECT vr.uid, r.{column} FROM version_rows vr JOIN rows r "
                           "ON r.uid = vr.uid WHERE vr.dataset = ? AND vr.version = ? "

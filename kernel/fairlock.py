@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 COUNTER = "counter"
+BATON = "writer-baton"  # not a ticket: ticket names start with a digit
 _held = threading.local()  # per thread: how many nested connect() blocks hold a ticket
 
 
@@ -55,6 +56,29 @@ class FairQueue:
             with contextlib.suppress(OSError):
                 path.unlink()
             os.close(fd)
+
+    @contextlib.contextmanager
+    def baton(self, deadline: float):
+        """Held by a long writer (kernel.staging) across one of its turns and the pause after
+        it, so that at most one long writer is queued at a time: a reader then waits for one
+        writer turn, never for an import's turn and a score's turn back to back. An flock, so
+        a writer killed with -9 drops it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / BATON, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise QueueTimeout("another long write kept its turn") from None
+                    time.sleep(delay)
+                    delay = min(delay * 1.5, 0.01)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     def others_waiting(self) -> bool:
         """True when another operation has queued behind the turn this thread holds: a long

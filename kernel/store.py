@@ -81,6 +81,18 @@ class Store:
         """Inside a connect() block: has another operation queued behind us?"""
         return self._queue.others_waiting()
 
+    @contextmanager
+    def long_writer_turn(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Around one turn of a long chunked write (kernel.staging): one such writer at a time."""
+        timeout_s = self.lock_timeout_s if timeout_s is None else timeout_s
+        try:
+            with self._queue.baton(time.monotonic() + timeout_s):
+                yield
+        except QueueTimeout as exc:
+            raise WorkspaceBusyError(
+                f"workspace {self.workspace.root} is busy: waited {timeout_s:.0f}s for "
+                f"another long write ({exc})") from exc
+
     def read(self, timeout_s: float | None = None):
         """A read-only connection (shared with other readers); see `connect`."""
         return self.connect(timeout_s, read_only=True)
