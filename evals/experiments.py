@@ -68,7 +68,11 @@ def _metrics(store, run_ids: list[str]) -> dict[str, dict]:
 def experiments(store) -> list[dict]:
     """Every train run, newest first: run_id, name, group, group_id, group_kind, dataset (the
     exact NAME@VERSION, or the data file), the KEY_CONFIG fields, state, step, last checkpoint,
-    evaluated checkpoint, metrics {'suite/metric': mean}, config (the full TrainConfig)."""
+    evaluated checkpoint, metrics {'suite/metric': mean}, config (the full TrainConfig), and
+    halving_note (why a run of a halving sweep stopped itself early, else None: it ends
+    `completed` with a usable checkpoint, but must not read as a run that trained to the end)."""
+    from training.halving import stopped
+
     runs = jobs.list_runs(store, kind="train")
     provenance.sync(store)
     prov = {r["run_id"]: r for r in store.query(
@@ -93,6 +97,7 @@ def experiments(store) -> list[dict]:
             or cfg.get("data_file") or None,
             **{k: cfg.get(k) for k in KEY_CONFIG},
             "state": run["state"], "step": run["step"], "created_at": run["created_at"],
+            "halving_note": (stopped(run["run_dir"]) or {}).get("note"),
             "checkpoint": last_ckpt.get(run["id"]),
             "evaluated_checkpoint": evaluated["checkpoint"], "metrics": evaluated["metrics"],
             "config": cfg,
@@ -107,12 +112,13 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 def table(rows: list[dict]) -> list[dict]:
     """Flat rows for a table: who and on what data, one column per 'suite/metric' (None if
-    absent), then state and the key config."""
+    absent), then state ('stopped by halving' for a run that halved itself) and the key config."""
     names = metric_names(rows)
     head = ("run_id", "name", "group", "dataset")
     tail = ("state", "step", *KEY_CONFIG, "evaluated_checkpoint")
     return [{**{k: r[k] for k in head}, **{m: r["metrics"].get(m) for m in names},
-             **{k: r[k] for k in tail}} for r in rows]
+             **{k: r[k] for k in tail},
+             **({"state": "stopped by halving"} if r.get("halving_note") else {})} for r in rows]
 
 
 def sort_by_metric(rows: list[dict], metric: str, descending: bool = True) -> list[dict]:

@@ -12,6 +12,8 @@ import yaml
 
 from curation.importer import import_file
 from evals import sweep as S
+from evals.experiments import experiments
+from evals.experiments import table as experiments_table
 from evals.suites import Suite, save_suite
 from evals.sweep_winner import pick_winner
 from kernel.errors import NotFoundError, StudioError
@@ -200,6 +202,12 @@ def test_a_halved_runs_stop_is_its_group_note(store, tmp_path):
     [u] = rep["unfinished"]
     assert (u["run_id"], u["state"]) == ("run-h", "stopped by halving")
     assert S.report_table(rep)[-1]["verdict"] == u["note"]
+    # The experiments table (UI and `studio experiments`) says so too, not plain "completed".
+    rows = {r["run_id"]: r for r in experiments(store)}
+    assert rows["run-h"]["halving_note"] == members["run-h"]["note"]
+    assert rows["run-ok"]["halving_note"] is None
+    states = {r["run_id"]: r["state"] for r in experiments_table(list(rows.values()))}
+    assert states == {"run-h": "stopped by halving", "run-ok": "completed"}
 
 
 # --- picking the winner -----------------------------------------------------------------------
@@ -417,6 +425,9 @@ def test_detached_halving_sweep_stops_the_weak_run_with_nobody_waiting(
     [u] = rep["unfinished"]
     assert (u["run_id"], u["state"], u["note"]) == (ids[1e-7], "stopped by halving",
                                                     stop["note"])
+    states = {r["run_id"]: r["state"] for r in experiments_table(experiments(store))}
+    assert states == {ids[1e-7]: "stopped by halving", ids[5e-4]: "completed",
+                      ids[3e-3]: "completed"}
 
 
 # --- replay as an axis --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from kernel import jobs
 from kernel.store import Store
 from training import synthetic
 from training.data import write_jsonl
-from training.groups import cancel_group, list_groups
+from training.groups import cancel_group, get_group, list_groups
 
 PAGE = Path(__file__).resolve().parents[1] / "studio" / "views" / "experiments.py"
 
@@ -171,3 +171,29 @@ def test_finished_ablation_reports_each_steps_verdict(ui_env):
         assert table["verdict"][0] in ("helped", "hurt", "no measurable effect"), table
     finally:
         cancel_group(ui_env, group["id"])
+
+
+def test_sweep_form_queues_a_halving_sweep(ui_env):
+    """The form's halving option is the CLI's `--halving --eta`: the group records it, each run
+    carries its halving settings and evaluates at the chosen rungs."""
+    from training import halving
+
+    at = page().run()
+    _fill_sweep(at, "lora_r=8,16")
+    at.checkbox(key="sweep_halving").check()
+    at.number_input(key="sweep_eta").set_value(3)
+    at.number_input(key="sweep_eval_steps").set_value(1)
+    _click(at, "Queue sweep")
+    try:
+        assert not at.exception
+        assert not at.error, [e.value for e in at.error]
+        [group] = list_groups(ui_env)
+        spec = get_group(ui_env, group["id"])["spec"]
+        assert (spec["halving"], spec["eta"]) == (True, 3)
+        rows = experiments(ui_env)
+        assert {r["config"]["eval_steps"] for r in rows} == {1}
+        for r in rows:
+            settings = halving.read_settings(jobs.get_run(ui_env, r["run_id"])["run_dir"])
+            assert settings == {"group": group["id"], "eta": 3}, settings
+    finally:
+        cancel_group(ui_env, "ui-sweep")

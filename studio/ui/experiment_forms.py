@@ -44,23 +44,29 @@ def _shared(key: str) -> tuple[str | None, str | None, int, str]:
     return model, suite, int(steps), seeds
 
 
-def _base_config(model: str | None, suite: str | None, steps: int, dataset: str) -> TrainConfig:
+def _base_config(model: str | None, suite: str | None, steps: int, dataset: str,
+                 **settings) -> TrainConfig:
     if not model:
         raise StudioError("no base model in this workspace: import one first (Train page)")
     if not suite:
         raise StudioError("no eval suite in this workspace: make one on the Evaluate page")
-    return TrainConfig(base_model=model, dataset=dataset, max_steps=steps)
+    return TrainConfig(base_model=model, dataset=dataset, max_steps=steps, **settings)
 
 
-def queue_sweep(model, suite, steps, seeds, datasets, grid_text, budget, random_k, name) -> dict:
-    """The form's values -> evals.sweep.start (what the CLI's detached sweep calls)."""
+def queue_sweep(model, suite, steps, seeds, datasets, grid_text, budget, random_k, name,
+                halving: bool = False, eta: int = 2, eval_steps: int = 10) -> dict:
+    """The form's values -> evals.sweep.start (what the CLI's detached sweep calls). With
+    `halving`, each run evaluates every `eval_steps` steps and stops itself at a rung where it
+    is not in the best 1/`eta` (`studio sweep --halving --eta`)."""
     if not datasets:
         raise StudioError("sweep: pick at least one dataset version")
     axes = sweep.parse_grid([line for line in grid_text.splitlines() if line.strip()], datasets)
     spec = sweep.SweepSpec(name=name.strip() or f"sweep-{secrets.token_hex(3)}", suite=suite,
                            axes=axes, seeds=parse_seeds(seeds) if seeds.strip() else [],
-                           budget=budget or None, random=random_k or None)
-    return sweep.start(store(), _base_config(model, suite, steps, datasets[0]), spec)
+                           budget=budget or None, random=random_k or None,
+                           halving=halving, eta=eta)
+    settings = {"eval_steps": eval_steps} if halving else {}
+    return sweep.start(store(), _base_config(model, suite, steps, datasets[0], **settings), spec)
 
 
 def sweep_form() -> None:
@@ -79,11 +85,21 @@ def sweep_form() -> None:
         random_k = c[1].number_input("Sample this many configs (0 = all)", min_value=0,
                                      value=0, key="sweep_random")
         name = c[2].text_input("Name (optional)", key="sweep_name")
+        h = st.columns(3)
+        halving = h[0].checkbox("Successive halving", key="sweep_halving",
+                                help="Each run stops itself at an eval step where its eval loss "
+                                     "is not among the best 1/eta of the runs that got there "
+                                     "(ASHA). Halved runs are no winner candidates.")
+        eta = h[1].number_input("Keep 1/eta at each rung", min_value=2, value=2,
+                                key="sweep_eta")
+        eval_steps = h[2].number_input("Rungs: evaluate every N steps", min_value=1, value=10,
+                                       key="sweep_eval_steps")
         submitted = st.form_submit_button("Queue sweep", type="primary",
                                           icon=":material/rocket_launch:")
     if submitted:
         ok, started = call("Queuing the sweep", queue_sweep, model, suite, steps, seeds,
-                           datasets, grid, int(budget), int(random_k), name)
+                           datasets, grid, int(budget), int(random_k), name, halving,
+                           int(eta), int(eval_steps))
         if ok:
             st.success(f"Queued sweep {literal(started['name'])}: {len(started['runs'])} runs.",
                        icon=":material/check:")

@@ -108,7 +108,9 @@ with c[0]:
     st.dataframe(pd.DataFrame([{"field": k, "value": str(v)} for k, v in run["config"].items()]),
                  hide_index=True, width="stretch", height=240)
 with c[1]:
-    st.metric("State", run["state"])
+    st.metric("State", "stopped by halving" if run["halving_note"] else run["state"])
+    if run["halving_note"]:
+        st.caption(literal(run["halving_note"]))
     st.caption(f"Data: {literal(run['dataset'])}")
     if run["group"]:
         st.caption(f"Group: {literal(run['group'])} ({run['group_kind']})")
