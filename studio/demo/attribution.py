@@ -58,15 +58,17 @@ def attribution_lines(attribution: dict, metric: str = "exact_match") -> list[st
     for role, rep in attribution.items():
         lines.append(f"{role} suite {rep['suite']} (n = {rep['n_examples']}), each step vs the "
                      "one before, 95% CI, Holm-adjusted p:")
-        for s in rep["steps"]:
-            if s["metric"] != metric:
-                continue
-            rows = s["train_rows_removed"]
-            change = "" if rows is None else f"{-rows:+d} rows, "
-            lines.append(f"  {s['operation'][:48]:<48} {change}{s['diff']:+.3f} "
-                         f"[{s['low']:+.3f}, {s['high']:+.3f}], p = {s['p_holm']:.3g}: "
-                         f"{s['verdict']}")
+        lines += [_step_line(s, 48) for s in rep["steps"] if s["metric"] == metric]
     return lines
+
+
+def _step_line(step: dict, width: int, tail: str = "") -> str:
+    """One step of an attribution: rows it removed, its difference, CI, Holm p, verdict."""
+    rows = step["train_rows_removed"]
+    change = "" if rows is None else f"{-rows:+d} rows, "
+    return (f"  {step['operation'][:width]:<{width}} {change}{step['diff']:+.3f} "
+            f"[{step['low']:+.3f}, {step['high']:+.3f}], p = {step['p_holm']:.3g}: "
+            f"{step['verdict']}{tail}")
 
 
 def pool_attribution(per_seed: list[dict]) -> dict:
@@ -94,13 +96,6 @@ def pooled_attribution_lines(pooled: dict, metric: str = "exact_match") -> list[
         lines.append(f"{role} suite {rep['suite']} ({rep['n_seeds']} seeds x n = "
                      f"{rep['n_examples']}), each step vs the one before, 95% CI over seeds and "
                      "examples, Holm-adjusted p:")
-        for s in rep["steps"]:
-            if s["metric"] != metric:
-                continue
-            rows = s["train_rows_removed"]
-            change = "" if rows is None else f"{-rows:+d} rows, "
-            seeds = " ".join(f"{d:+.2f}" for d in s["per_seed"])
-            lines.append(f"  {s['operation'][:40]:<40} {change}{s['diff']:+.3f} "
-                         f"[{s['low']:+.3f}, {s['high']:+.3f}], p = {s['p_holm']:.3g}: "
-                         f"{s['verdict']}  (per seed {seeds})")
+        lines += [_step_line(s, 40, "  (per seed " + " ".join(f"{d:+.2f}" for d in s["per_seed"])
+                             + ")") for s in rep["steps"] if s["metric"] == metric]
     return lines
