@@ -106,6 +106,14 @@ def test_quick_demo_over_two_seeds_pools_them_and_judges_the_targets(tmp_path, c
     assert pooled["n_seeds_baseline"] == 2 and pooled["n"] == r["per_seed"][0]["curated_vs_raw"]["n"]
     assert pooled["ci_low"] <= pooled["diff"] <= pooled["ci_high"]
     assert [d["diff"] for d in pooled["per_seed"]] == pytest.approx(per_seed)
+    # each step is attributed once over both seeds: the chains pool (same steps, same examples)
+    for role, att in r["attribution_pooled"].items():
+        assert "problem" not in att, (role, att.get("problem"))
+        assert att["n_seeds"] == 2
+        steps = [s["operation"] for s in att["steps"] if s["metric"] == "exact_match"]
+        assert steps[0] == "exact dedup" and steps[-1] == "+ replay", steps
+        assert all(len(s["per_seed"]) == 2 for s in att["steps"])
+    assert set(r["attribution_pooled"]) == {"task", "general"}
     t = r["targets"]
     assert t["curated_beats_raw"]["met"] == (pooled["ci_low"] > 0)
     for seed_result, f in zip(r["per_seed"], t["noisy_label_filter"]["per_seed"], strict=True):

@@ -38,7 +38,8 @@ def render_result(r: dict) -> str:
     lines.append(f"Curation  {r['versions']['raw']} -> {r['versions']['curated']}  "
                  f"(lineage {' -> '.join(r['lineage'])})")
     for step in c.get("steps", []):
-        lines.append(f"  {step['name']:<28} {step['n_in']:>6} -> {step['n_out']:>6} rows")
+        detail = f"  ({step['detail']})" if step.get("detail") else ""
+        lines.append(f"  {step['name']:<28} {step['n_in']:>6} -> {step['n_out']:>6} rows{detail}")
     q = c["quality"]
     lines.append(f"  vs planted noise: precision {q['precision']:.3f}, recall {q['recall']:.3f} "
                  f"(bad labels removed {q['bad_labels_removed']}/{q['n_planted_bad_labels']}, "

@@ -335,10 +335,13 @@ def _trainer(store: Store, model: Path, settings: DemoSettings, seed: int,
     return train
 
 
-def _step(name: str, before: dict | int, after: dict) -> dict:
+def _step(name: str, before: dict | int, after: dict, detail: str | None = None) -> dict:
+    """A curation step for the report. `name` says what the step does, the same on every seed
+    (the attribution pools steps over seeds by it); `detail` is what this seed's run of it
+    found (e.g. the noisy-label cuts)."""
     n_in = before if isinstance(before, int) else before["n_kept"]
-    return {"name": name, "ref": after["ref"], "n_in": n_in, "n_kept": after["n_kept"],
-            "n_out": after["n_kept"]}
+    return {"name": name, "detail": detail, "ref": after["ref"], "n_in": n_in,
+            "n_kept": after["n_kept"], "n_out": after["n_kept"]}
 
 
 def _kept(store: Store, ref: str) -> int:
@@ -386,8 +389,8 @@ def _noisy_label_filter(store: Store, ref: str, raw: TrainedRun, data: DemoData,
         in_ref, in_name, _ = score_rows(store, ref, "in-sample", raw_checkpoint=raw.last)
         compared.append(asdict(quality("in-sample", losses_of(store, in_ref, in_name), bad, seed)))
     cuts = ", ".join(f"{k} {v:.2f}" for k, v in kept["cuts"].items())
-    step = _step(f"noisy labels: {settings.detector} loss per task and model (cuts: {cuts})",
-                 n_in, kept)
+    step = _step(f"noisy labels: {settings.detector} loss per task and model", n_in, kept,
+                 f"cuts: {cuts}")
     for name, why in kept["unjudged"].items():
         progress(f"      warning: noisy-label filter left {name} unjudged: {why}")
     folds = [{k: r[k] for k in ("fold", "run_id", "n_train", "n_scored")}
