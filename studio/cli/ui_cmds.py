@@ -34,7 +34,11 @@ def streamlit_command(host: str, port: int) -> list[str]:
     argv = [sys.executable, "-m", "studio.cli.ui_server", "run", str(APP),
             "--server.headless", "true", "--server.address", host, "--server.port", str(port),
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--browser.serverAddress", host, "--client.toolbarMode", "minimal"]
+            "--browser.serverAddress", host, "--client.toolbarMode", "minimal",
+            # Streamlit's gc.collect(2) after every page run held the GIL ~0.3 s with the
+            # libraries loaded (measured with py-spy on a Compare view), delaying the sending
+            # of what the run drew; Python's own collector still runs.
+            "--runner.postScriptGC", "false"]
     for key, value in THEME.items():
         argv += [f"--{key}", value]
     return argv
