@@ -96,6 +96,6 @@ def pooled_attribution_lines(pooled: dict, metric: str = "exact_match") -> list[
         lines.append(f"{role} suite {rep['suite']} ({rep['n_seeds']} seeds x n = "
                      f"{rep['n_examples']}), each step vs the one before, 95% CI over seeds and "
                      "examples, Holm-adjusted p:")
-        lines += [_step_line(s, 40, "  (per seed " + " ".join(f"{d:+.2f}" for d in s["per_seed"])
+        lines += [_step_line(s, 42, "  (per seed " + " ".join(f"{d:+.2f}" for d in s["per_seed"])
                              + ")") for s in rep["steps"] if s["metric"] == metric]
     return lines
