@@ -414,9 +414,9 @@ def test_cancel_button_kills_the_job_process_group(ui_env):
 
 
 def test_checkpoint_labels_use_run_names():
-    from studio.ui.compare_data import short
+    from studio.ui.compare_data import labeller
 
-    names = {"train-1": "curated"}
-    assert short("train-1/step-300", names) == "curated · step-300"
-    assert short("train-2/step-300", names) == "train-2/step-300"  # unnamed run keeps its id
-    assert short("base:/models/tiny-abc") == "base:tiny-abc"
+    label = labeller({"train-1": "curated"})
+    assert label("train-1/step-300") == "curated · train-1 / step-300"
+    assert label("train-2/step-300") == "train-2 / step-300"  # unnamed run keeps its id
+    assert label("base:/models/tiny-abc") == "base: tiny-abc"

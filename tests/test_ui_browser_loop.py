@@ -160,7 +160,7 @@ def test_whole_loop_by_clicks_only(empty_studio, chromium_path, tmp_path):
             page.get_by_role("heading", name="Playground").wait_for()
             picked = page.get_by_role("combobox", name="Checkpoint").input_value()
             assert picked and not picked.startswith("base:"), picked
-            page.get_by_role("heading", name="base:tiny").wait_for()  # its base, beside it
+            page.get_by_role("heading", name="base: tiny").wait_for()  # its base, beside it
             box = page.get_by_test_id("stChatInputTextArea")
             box.fill("Say apple two times.")
             box.press("Enter")

@@ -60,6 +60,8 @@ def journey(url: str, store, runs: list[str], cfg, chromium_path: str) -> None:
     from playwright.sync_api import sync_playwright
 
     from kernel import jobs
+    from studio.ui.compare_data import labeller
+    from training.listing import run_names
     from training.start_run import launch_group
 
     a, b = runs
@@ -72,8 +74,10 @@ def journey(url: str, store, runs: list[str], cfg, chromium_path: str) -> None:
             # Playground, deep-linked to a checkpoint: both models answer the same message
             page.goto(url + f"playground?checkpoint={ckpt}")
             settle(page)
-            page.get_by_role("heading", name=ckpt).wait_for()
-            page.get_by_role("heading", name="base:tiny").wait_for()
+            # named as on every other page (run name · short id / step-N, base: model)
+            label = labeller(run_names(store))
+            page.get_by_role("heading", name=label(ckpt)).wait_for()
+            page.get_by_role("heading", name="base: tiny").wait_for()
             box = page.get_by_test_id("stChatInputTextArea")
             box.fill("Say apple two times. **not bold** <b>x</b>")
             box.press("Enter")

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from pathlib import PurePath
 
 import pandas as pd
 
 from evals.stats import format_p
 from studio.ui.runs import checkpoint_label, run_label
-from training.checkpoints import base_checkpoint_id, parse_checkpoint_id
-
-
-def short(checkpoint: str, run_names: Mapping[str, str] | None = None) -> str:
-    """A compact label (the Playground's headings): `base:/long/path/tiny` -> `base:tiny`,
-    `<run id>/step-300` -> `<run name> · step-300` when the run has a name. Compare uses
-    `labeller`, the label of every other page."""
-    parsed = parse_checkpoint_id(checkpoint)
-    if parsed is None:
-        return checkpoint
-    if parsed.base_model is not None:
-        return base_checkpoint_id(PurePath(parsed.base_model).name or parsed.base_model)
-    name = (run_names or {}).get(parsed.run_id)
-    return f"{name} · step-{parsed.step}" if name else checkpoint
+from training.checkpoints import parse_checkpoint_id
 
 
 def labeller(run_names: Mapping[str, str] | None = None) -> Callable[[str], str]:

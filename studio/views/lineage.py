@@ -14,13 +14,13 @@ import streamlit as st
 
 from curation.datasets import list_datasets
 from evals.lineage import checkpoint_lineage, dataset_tree, lineage, lineage_table
-from studio.ui.compare_data import short
+from studio.ui.compare_data import labeller
 from studio.ui.data import versions_of
 from studio.ui.lineage_graph import graph
 from studio.ui.session import call, store
 from studio.ui.text import literal
 from studio.ui.widgets import header
-from training.listing import checkpoint_ids
+from training.listing import checkpoint_ids, run_names
 
 ALL = "every version (tree)"
 
@@ -70,7 +70,8 @@ with tab_ckpt:
     if not ckpts:
         st.info("No run checkpoints yet.", icon=":material/info:")
     else:
-        ckpt = st.selectbox("Checkpoint", ckpts, index=len(ckpts) - 1, format_func=short,
+        ckpt = st.selectbox("Checkpoint", ckpts, index=len(ckpts) - 1,
+                            format_func=labeller(run_names(store())),
                             key="lineage_checkpoint")
         ok, back = call("Reading the checkpoint's lineage", checkpoint_lineage, store(), ckpt)
         if ok:

@@ -16,11 +16,11 @@ from evals.playground import Chat, base_of, open_chat
 from evals.types import SamplingConfig
 from kernel.errors import StudioError
 from kernel.store import Store
-from studio.ui.compare_data import short
+from studio.ui.compare_data import labeller
 from studio.ui.session import call, store, workspace_path
 from studio.ui.text import literal
 from studio.ui.widgets import header
-from training.listing import checkpoint_ids
+from training.listing import checkpoint_ids, run_names
 
 HISTORY = "playground_history"   # [{"user": str, "replies": {checkpoint: text}}]
 NONE = "(nothing: one model only)"
@@ -59,11 +59,12 @@ runs_first = [c for c in ckpts if not c.startswith("base:")] + [c for c in ckpts
 if wanted and wanted not in runs_first:
     st.warning(f"Checkpoint {literal(wanted)} is not in this workspace; pick another.",
                icon=":material/warning:")
+label = labeller(run_names(store()))   # the label every page uses
 left, right = st.columns(2)
 with left:
     chosen = st.selectbox("Checkpoint", runs_first,
                           index=runs_first.index(wanted) if wanted in runs_first else 0,
-                          format_func=short, key="playground_checkpoint")
+                          format_func=label, key="playground_checkpoint")
 if chosen != wanted:
     st.query_params["checkpoint"] = chosen   # the URL reproduces the view
 ok, base = call("Finding the base model", base_of, store(), chosen)
@@ -73,7 +74,7 @@ if ok and base in others:
     others.insert(0, base)
 with right:
     other = st.selectbox("Next to", others + [NONE], format_func=lambda c: c if c == NONE
-                         else short(c), key="playground_other",
+                         else label(c), key="playground_other",
                          help="By default the base model the checkpoint was trained from.")
 
 with st.expander("Sampling and backend", icon=":material/tune:"):
@@ -119,7 +120,7 @@ if prompt:
 columns = st.columns(len(models))
 for col, ckpt in zip(columns, models, strict=True):
     with col:
-        st.subheader(short(ckpt), anchor=False)
+        st.subheader(label(ckpt), anchor=False)
         st.caption(literal(ckpt))
         for turn in history:
             with st.chat_message("user", avatar=":material/person:"):
