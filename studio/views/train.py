@@ -208,10 +208,11 @@ def merge_form(run: dict, ckpts: list[str]) -> None:
             out = folder.strip() or str(runs.merge_folder(workspace_path(), run, ckpt))
             with st.spinner("Merging the adapter into the base model…"):
                 ok, result = call("Merge", export_model, store(), ckpt, out)
-            if ok:
-                st.success(f"Merged {literal(runs.checkpoint_label(ckpt, {run['id']: run}))} "
-                           f"into {literal(result['path'])} (with a model card).",
-                           icon=":material/check_circle:")
+            if ok:  # shown at the top of the page: a re-run can fold this expander away
+                st.session_state["train_merged"] = (
+                    f"Merged {literal(runs.checkpoint_label(ckpt, {run['id']: run}))} "
+                    f"into {literal(result['path'])} (with a model card).")
+                st.rerun(scope="app")
 
 
 def act(action: str, fn, run_id: str) -> None:
@@ -222,6 +223,8 @@ def act(action: str, fn, run_id: str) -> None:
 
 if "train_flash" in st.session_state:
     st.success(st.session_state.pop("train_flash"), icon=":material/rocket_launch:")
+if "train_merged" in st.session_state:
+    st.success(st.session_state.pop("train_merged"), icon=":material/check_circle:")
 all_runs = list_runs(kind="train")
 apply_focus([r["id"] for r in all_runs])
 tab_runs, tab_new = switchable_tabs([RUNS_TAB, NEW_TAB], "train_tab")
