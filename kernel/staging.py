@@ -33,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 
+from kernel import store_client
 from kernel.errors import StudioError
 from kernel.processes import pid_alive, process_start
 
@@ -40,6 +41,7 @@ CHUNK_ROWS = 20_000    # rows per chunked read (scoring's copy of the text)
 TARGET_WORK_S = 0.1   # with others queued, a writer's chunk takes about this (plus open, close)
 MIN_ROWS = 1_000
 MAX_ROWS = 122_880  # one DuckDB row group: alone, a chunk is exactly one (see _in_turns)
+BIG_WRITE_ROWS = MAX_ROWS  # past this, a write starts the store process (see _in_turns)
 LOW_DISK_BYTES = 1 << 30  # less free space than this: chunks start small (see write_staged)
 STAGING_DIR = "staging"
 
@@ -154,8 +156,15 @@ def _in_turns(store, prepare, write, tight: bool = False) -> int:
     reader waits: see the README's store section.)"""
     doubling = tight or store.others_waiting()
     n, size = 0, MIN_ROWS if doubling else MAX_ROWS
+    serve = store_client.auto_start_allowed() and not store_client.server_running(
+        store.workspace.root)
     chunk = prepare(size)
     while chunk is not None:
+        if serve and n >= BIG_WRITE_ROWS:  # a big write: no reader shall wait for the rest
+            serve = False
+            if store_client.start_server(store.workspace.root,
+                                         idle_exit_s=store_client.AUTO_IDLE_EXIT_S):
+                doubling, size = False, MAX_ROWS - n % MAX_ROWS
         with store.long_writer_turn():
             waiting, rows, work = False, 0, 0.0
             with store.connect() as con:  # keeps the file while nobody else waits
@@ -164,7 +173,7 @@ def _in_turns(store, prepare, write, tight: bool = False) -> int:
                     rows += write(con, chunk)
                     work += time.monotonic() - t0
                     waiting = store.others_waiting()
-                    if waiting:
+                    if waiting or serve and n + rows >= BIG_WRITE_ROWS:
                         break
                     size = (min(MAX_ROWS, size * 2) if doubling
                             else MAX_ROWS - (n + rows) % MAX_ROWS)
@@ -173,6 +182,9 @@ def _in_turns(store, prepare, write, tight: bool = False) -> int:
         if waiting:
             doubling = True
             size = _turn_size(rows, work)
+            chunk = prepare(size)
+        elif chunk is not None:  # ended to start the store process: the next whole row group
+            size = MAX_ROWS - n % MAX_ROWS
             chunk = prepare(size)
     return n
 

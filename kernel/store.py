@@ -11,6 +11,10 @@ Long computations (dedup, scoring, generation) must run *outside* a `connect()` 
 what you need, close, compute, then write the result in one `transaction()`, or, when it is
 big, in chunks through `write_staged` (kernel.staging) so no reader waits for all of it.
 Waiters are served first come, first served (kernel.fairlock), not by luck of backoff.
+
+While the workspace's store process runs (kernel.store_server: `studio ui` starts one,
+`studio store serve` too), `connect()` goes through it instead (kernel.store_client): the same
+API, but readers never wait for a writer and nobody pays for opening DuckDB.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
 
-from kernel import staging
+from kernel import staging, store_client
 from kernel.errors import StoreWriteError, StudioError, WorkspaceBusyError
 from kernel.fairlock import FairQueue, QueueTimeout
 from kernel.migrations import MIGRATIONS
@@ -38,6 +42,10 @@ _migrate_lock = threading.Lock()
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc)
     return "Could not set lock" in text or "Conflicting lock" in text
+
+
+class _ServerStarted(Exception):
+    """The workspace's store process took the file while we waited for it."""
 
 
 def _is_read(sql: str) -> bool:
@@ -54,6 +62,9 @@ class Store:
         self.lock_timeout_s = lock_timeout_s
         self._queue = FairQueue(self.workspace.root / "locks" / "store-queue")
         self._ensure_migrated()
+        if store_client.auto_start():
+            store_client.start_server(self.workspace.root,
+                                      idle_exit_s=store_client.AUTO_IDLE_EXIT_S)
 
     @property
     def path(self) -> Path:
@@ -68,17 +79,49 @@ class Store:
         processes, never alongside a writer)."""
         timeout_s = self.lock_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
+        remote = store_client.open_remote(self.workspace.root, read_only, timeout_s)
+        if remote is None:
+            stack = ExitStack()
+            try:
+                shared = stack.enter_context(self._queue.turn(deadline, shared=read_only))
+                con = stack.enter_context(self._open(deadline, timeout_s, shared))
+            except _ServerStarted:
+                stack.close()  # leave the queue: the store process has the file now
+                remote = store_client.open_remote(self.workspace.root, read_only,
+                                                  max(deadline - time.monotonic(), 1.0))
+                if remote is None:
+                    raise WorkspaceBusyError(f"workspace {self.workspace.root} is busy: its "
+                                             "store process is starting or stopping") from None
+            except QueueTimeout as exc:
+                stack.close()
+                raise WorkspaceBusyError(
+                    f"workspace {self.workspace.root} is busy: waited {timeout_s:.0f}s for "
+                    f"{self.path.name} ({exc})") from exc
+            except BaseException:
+                stack.close()
+                raise
+            else:
+                with stack:
+                    yield con
+                return
+        with self._mapped_errors(), remote:
+            yield remote
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
         try:
-            with self._queue.turn(deadline, shared=read_only) as shared, \
-                    self._open(deadline, timeout_s, shared) as con:
-                yield con
-        except QueueTimeout as exc:
-            raise WorkspaceBusyError(
-                f"workspace {self.workspace.root} is busy: waited {timeout_s:.0f}s for "
-                f"{self.path.name} ({exc})") from exc
+            yield
+        except (duckdb.Error, OSError) as exc:
+            user = self.user_error(exc)
+            if user is None:
+                raise
+            raise user from exc
 
     def others_waiting(self) -> bool:
-        """Inside a connect() block: has another operation queued behind us?"""
+        """Inside a connect() block: has another operation queued behind us? Never, with a
+        store process: there readers do not wait for a writer's turn."""
+        if store_client.server_running(self.workspace.root):
+            return False
         return self._queue.others_waiting()
 
     @contextmanager
@@ -112,6 +155,8 @@ class Store:
                     if user is None:
                         raise
                     raise user from exc
+                if store_client.server_running(self.workspace.root):
+                    raise _ServerStarted from exc
                 if time.monotonic() >= deadline:
                     raise WorkspaceBusyError(
                         f"workspace {self.workspace.root} is busy: another process has held "

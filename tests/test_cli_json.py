@@ -70,6 +70,7 @@ CURATION: list[tuple[str, Args]] = [
     ("runs", lambda c: []),
     ("experiments", lambda c: []),
     ("ui", lambda c: ["--dry-run"]),
+    ("store status", lambda c: []),
 ]
 
 # With the tiny model: training jobs, scoring, evaluation, comparison, judging.

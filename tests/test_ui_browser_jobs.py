@@ -70,6 +70,7 @@ def test_jobs_refresh_live_merge_evaluate_cancel(jobs_server, chromium_path):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
+    from kernel import store_client
     from kernel.jobs import list_runs
     from kernel.store import Store
 
@@ -99,6 +100,7 @@ def test_jobs_refresh_live_merge_evaluate_cancel(jobs_server, chromium_path):
             page.get_by_text("Launched run").wait_for(timeout=180_000)
 
             # Defect 1: the new run is selected, and the page follows it without a reload
+            assert store_client.server_running(ws)  # `studio ui` serves the store (its process)
             run = list_runs(Store(ws), kind="train")[0]
             label = f"live · {run['id'].rsplit('-', 1)[-1]}"
             runs_tab = page.get_by_role("tab", name="Runs")

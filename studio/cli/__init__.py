@@ -36,6 +36,7 @@ def _register_commands() -> None:
     import studio.cli.experiment_cmds  # noqa: F401
     import studio.cli.lineage_cmds  # noqa: F401
     import studio.cli.model_cmds  # noqa: F401
+    import studio.cli.store_cmds  # noqa: F401
     import studio.cli.sweep_cmds  # noqa: F401
     from studio.cli import curation_cmds, demo_cmds, eval_cmds, training_cmds, ui_cmds  # noqa: F401
 

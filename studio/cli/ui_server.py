@@ -11,11 +11,14 @@ pandas, altair and the libraries (issue 11).
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
+from kernel.store_client import start_server
 from studio.ui.warmup import warm_up
 
 
@@ -47,8 +50,19 @@ def warm_up_after_start(host: str, port: int) -> None:
         print(f"studio: pages' modules imported in {seconds:.2f}s", file=sys.stderr, flush=True)
 
 
+def start_store_process() -> None:
+    """The workspace's store process, ending with this server (kernel.store_server): pages,
+    the CLI and jobs' records then never wait for a long write, nor pay a DuckDB open."""
+    root = os.environ.get("STUDIO_WORKSPACE")
+    if root:
+        proc = start_server(Path(root), parent=os.getpid())
+        if proc is not None:
+            print(f"studio: store process {proc.pid} serves {root}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    threading.Thread(target=start_store_process, name="studio-store", daemon=True).start()
     host = option(argv, "--server.address", "127.0.0.1")
     port = int(option(argv, "--server.port", "8501"))
     threading.Thread(target=warm_up_after_start, args=(host, port), name="studio-warm-up",
