@@ -93,10 +93,11 @@ def legacy_import(store: Store, path: Path, name: str) -> None:
     with store.transaction() as con:
         readers.stage(con, path, kind)
         fmt, used = importer._detect(con, source, kind, None, None)
-        importer._normalize(con, fmt, used)
+        importer._normalize(con, fmt, used,
+                            keep_messages=fmt not in importer.formats.FLAT_FORMATS)
         importer._first_error(con, source, kind)
         changes, info = importer._changes(con, fmt, used)
-        every_row = importer._final_rows(con, name, info["split_from_source"])(10**12)
+        every_row = importer._final_rows(con, name, fmt, info["split_from_source"]).read_all()
         con.register("_chunk", every_row)
         for sql, args in importer._write_chunk(name, source):
             con.execute(sql, args)

@@ -229,13 +229,20 @@ def _start_import(ws: Path, data: Path) -> subprocess.Popen:
                             text=True)
 
 
+def _import_under_way(store: Store, tmp_path: Path) -> tuple[dict, subprocess.Popen]:
+    """A 50-row dataset (what the user has: its snapshot), then a 300k-row CLI import that
+    has started writing."""
+    import_file(store, write_rows(tmp_path / "d.jsonl", 50), "d")
+    before = snapshot(store)
+    importer = _start_import(store.workspace.root, write_rows(tmp_path / "big.jsonl", 300_000))
+    _wait_staged(store, importer)
+    return before, importer
+
+
 def test_store_process_killed_mid_import_leaves_the_store_as_it_was(served, tmp_path):
     store, proc = served
     ws = store.workspace.root
-    import_file(store, write_rows(tmp_path / "d.jsonl", 50), "d")
-    before = snapshot(store)
-    importer = _start_import(ws, write_rows(tmp_path / "big.jsonl", 300_000))
-    _wait_staged(store, importer)
+    before, importer = _import_under_way(store, tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     _, err = importer.communicate(timeout=180)
@@ -250,10 +257,7 @@ def test_store_process_killed_mid_import_leaves_the_store_as_it_was(served, tmp_
 def test_client_killed_mid_import_with_the_store_process_loses_nothing(served, tmp_path):
     store, proc = served
     ws = store.workspace.root
-    import_file(store, write_rows(tmp_path / "d.jsonl", 50), "d")
-    before = snapshot(store)
-    importer = _start_import(ws, write_rows(tmp_path / "big.jsonl", 300_000))
-    _wait_staged(store, importer)
+    before, importer = _import_under_way(store, tmp_path)
     importer.kill()
     importer.communicate()
     studio(ws, "datasets", check=True)  # any command: the next claim or open sweeps the dead
