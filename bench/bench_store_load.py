@@ -35,7 +35,6 @@ import random
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from curation import versions as V  # noqa: E402
 from curation.datasets import resolve_ref as _resolve  # noqa: E402
 from curation.importer import import_file  # noqa: E402
 from curation.scoring import score  # noqa: E402
+from kernel import store_client  # noqa: E402
 from kernel.errors import WorkspaceBusyError  # noqa: E402
 from kernel.store import Store, _is_lock_error  # noqa: E402
 from kernel.workspace import Workspace  # noqa: E402
@@ -308,19 +308,12 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
     run_id, trainer = (None, "none") if mode == "floor" else start_training(store)
     if mode in ("new", "server"):  # the processes this mode spawns inherit it
         os.environ.pop("STUDIO_STORE_PROCESS")
-    server = None
     try:
-        if mode == "server":
-            server = subprocess.Popen([sys.executable, "-m", "kernel.store_server",
-                                       "--workspace", str(ws)], cwd=REPO,
-                                      stdout=subprocess.PIPE, text=True)
-            server.stdout.readline()  # "store process PID on SOCKET": it serves
+        if mode == "server" and not store_client.start_server(ws, parent=os.getpid()):
+            raise SystemExit(f"the store process of {ws} did not start (see its locks/ log)")
         return _measure(mode, src, tmp, ws, trainer)
-    finally:  # also when the bench is stopped: no training job left behind
-        if server is not None:
-            server.terminate()
-            server.wait()
-        _stop_store_process(ws)  # the one a big write started (mode new)
+    finally:  # also when the bench is stopped: no training job or store process left behind
+        _stop_store_process(ws)  # mode server's, or the one a big write started (mode new)
         if run_id:
             from kernel import jobs
 
@@ -329,12 +322,10 @@ def run_mode(mode: str, src: Path, n: int, tmp: Path) -> dict:
 
 
 def _stop_store_process(ws: Path) -> None:
-    from kernel import store_client
-
-    lock = ws / "locks" / "store-server"
-    if store_client.server_running(ws) and lock.exists():
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(lock.read_text()), signal.SIGTERM)
+    pid = store_client.server_pid(ws)
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _measure(mode: str, src: Path, tmp: Path, ws: Path, trainer: str) -> dict:

@@ -109,6 +109,7 @@ class Store:
 
     @contextmanager
     def _mapped_errors(self) -> Iterator[None]:
+        """DuckDB and OS errors the user can fix become one-line StudioErrors (`user_error`)."""
         try:
             yield
         except (duckdb.Error, OSError) as exc:
@@ -165,13 +166,9 @@ class Store:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.1)
         try:
-            con.execute("SET enable_progress_bar = false")  # it would print into CLI output
-            yield con
-        except (duckdb.Error, OSError) as exc:
-            user = self.user_error(exc)
-            if user is None:
-                raise
-            raise user from exc
+            with self._mapped_errors():
+                con.execute("SET enable_progress_bar = false")  # it would print into CLI output
+                yield con
         finally:
             con.close()
 

@@ -40,7 +40,7 @@ def open_remote(root: Path, read_only: bool, timeout_s: float) -> RemoteConnecti
         return None
     con = RemoteConnection(sock, path)
     try:
-        reply = con._call({"op": "hello", "read_only": read_only, "timeout_s": timeout_s})
+        con._call({"op": "hello", "read_only": read_only, "timeout_s": timeout_s})
     except StoreProcessGone:
         con.close()
         return None  # it was shutting down: the file lock serves
@@ -48,7 +48,6 @@ def open_remote(root: Path, read_only: bool, timeout_s: float) -> RemoteConnecti
         con.close()
         raise WorkspaceBusyError(f"workspace {root} is busy: waited {timeout_s:.0f}s for "
                                  f"another write ({exc})") from exc
-    con.server_pid = reply.get("pid")
     return con
 
 
@@ -60,6 +59,16 @@ def server_running(root: Path) -> bool:
         except OSError:
             return False
         return True
+
+
+def server_pid(root: Path) -> int | None:
+    """The pid of the running store process of `root` (it writes it in its lock file)."""
+    if not server_running(root):
+        return None
+    try:
+        return int((Path(root) / "locks" / wire.SERVER_LOCK).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 AUTO_ENV = "STUDIO_STORE_PROCESS"  # "1": every Store starts one; "0": only by hand or the UI
@@ -127,7 +136,6 @@ class RemoteConnection:
         self._sock = sock
         self._path = path
         self.description: list[tuple] | None = None
-        self.server_pid: int | None = None
 
     def _call(self, header: dict, payload: bytes = b"") -> dict:
         return self._call_payload(header, payload)[0]
@@ -160,16 +168,19 @@ class RemoteConnection:
         self.description = None
         return self
 
+    def _fetch(self, how: str, **extra):
+        """The server runs the cursor's own `how` (fetchone, fetchall, fetchmany)."""
+        return wire.decode(self._call({"op": "fetch", "how": how, **extra})["value"])
+
     def fetchone(self):
-        row = wire.decode(self._call({"op": "fetch", "how": "fetchone"})["value"])
+        row = self._fetch("fetchone")
         return None if row is None else tuple(row)
 
     def fetchall(self) -> list[tuple]:
-        return [tuple(r) for r in wire.decode(self._call({"op": "fetch", "how": "fetchall"})["value"])]
+        return [tuple(r) for r in self._fetch("fetchall")]
 
     def fetchmany(self, size: int = 1) -> list[tuple]:
-        value = self._call({"op": "fetch", "how": "fetchmany", "size": size})["value"]
-        return [tuple(r) for r in wire.decode(value)]
+        return [tuple(r) for r in self._fetch("fetchmany", size=size)]
 
     def to_arrow_table(self):
         return wire.arrow_table(self._call_payload({"op": "fetch", "how": "arrow"})[1])

@@ -36,7 +36,6 @@ import duckdb
 from kernel import store_wire as wire
 from kernel.processes import pid_alive
 
-SERVER_LOCK = "store-server"
 _UDF_PACKAGES = ("curation.", "evals.", "training.", "kernel.")  # create_function by name
 
 
@@ -86,7 +85,7 @@ class _Handler(socketserver.BaseRequestHandler):
         cur = server.db.cursor()
         server.enter(self.request, cur)
         try:
-            wire.send(self.request, {"ok": True, "pid": os.getpid()})
+            wire.send(self.request, {"ok": True})
             while (msg := wire.recv(self.request)) is not None:
                 try:
                     header, payload = self.run(cur, *msg)
@@ -140,21 +139,22 @@ class StoreServer(socketserver.ThreadingUnixStreamServer):
     def __init__(self, path: Path, db: duckdb.DuckDBPyConnection) -> None:
         self.db = db
         self.writers = FifoLock()
-        self.clients = 0
         self.last_active = time.monotonic()
         self._count = threading.Lock()
         self._sockets: dict = {}  # client socket -> its cursor
         self._udfs: dict[str, str] = {}
         super().__init__(str(path), _Handler)
 
+    @property
+    def clients(self) -> int:
+        return len(self._sockets)
+
     def enter(self, sock, cur) -> None:
         with self._count:
-            self.clients += 1
             self._sockets[sock] = cur
 
     def leave(self, sock) -> None:
         with self._count:
-            self.clients -= 1
             self._sockets.pop(sock, None)
             self.last_active = time.monotonic()
 
@@ -194,7 +194,7 @@ def serve(root: Path, parent: int | None = None, idle_exit_s: float | None = Non
     from kernel.store import Store
 
     store = Store(root)  # migrated, and its staging swept, before anyone connects
-    held = open(store.workspace.root / "locks" / SERVER_LOCK, "a+")  # noqa: SIM115
+    held = open(store.workspace.root / "locks" / wire.SERVER_LOCK, "a+")  # noqa: SIM115
     try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 _HEAD = struct.Struct("!IQ")  # header length, payload length
+SERVER_LOCK = "store-server"  # under <workspace>/locks/: flock of the store process, its pid
 
 
 def socket_path(root: Path) -> Path:

@@ -294,8 +294,7 @@ def test_a_big_import_starts_the_store_process_unless_told_not_to(tmp_path, sett
     if setting == "default":
         with store.connect() as con:
             assert isinstance(con, RemoteConnection)
-        proc_pid = int((ws / "locks" / "store-server").read_text())
-        os.kill(proc_pid, signal.SIGTERM)
+        os.kill(store_client.server_pid(ws), signal.SIGTERM)
         deadline = time.monotonic() + 30
         while store_client.server_running(ws) and time.monotonic() < deadline:
             time.sleep(0.1)

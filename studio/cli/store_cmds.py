@@ -42,10 +42,7 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
     """Whether the workspace's store process runs (else commands take the file lock)."""
     workspace = get_workspace(ctx)
     running = store_client.server_running(workspace.root)
-    pid = None
-    if running:
-        lock = workspace.root / "locks" / "store-server"
-        pid = int(lock.read_text() or 0) or None if lock.exists() else None
+    pid = store_client.server_pid(workspace.root) if running else None
     info = {"workspace": str(workspace.root), "running": running, "pid": pid,
             "socket": str(store_wire.socket_path(workspace.root))}
     emit(info, as_json, human=(f"store process {pid} serves {workspace.root} on {info['socket']}"

@@ -86,7 +86,8 @@ def launch_form() -> None:
                 st.session_state["train_launched"] = rid  # selected on the next run
                 st.session_state["train_focus"] = rid  # the last run launched here
                 st.session_state["train_flash"] = (
-                    f"Launched run {literal(runs.run_label({'id': rid, 'name': config.name}))}.")
+                    f"Launched run {literal(runs.run_label({'id': rid, 'name': config.name}))}.",
+                    ":material/rocket_launch:")
                 st.rerun()
 
 
@@ -209,9 +210,10 @@ def merge_form(run: dict, ckpts: list[str]) -> None:
             with st.spinner("Merging the adapter into the base model…"):
                 ok, result = call("Merge", export_model, store(), ckpt, out)
             if ok:  # shown at the top of the page: a re-run can fold this expander away
-                st.session_state["train_merged"] = (
+                st.session_state["train_flash"] = (
                     f"Merged {literal(runs.checkpoint_label(ckpt, {run['id']: run}))} "
-                    f"into {literal(result['path'])} (with a model card).")
+                    f"into {literal(result['path'])} (with a model card).",
+                    ":material/check_circle:")
                 st.rerun(scope="app")
 
 
@@ -221,10 +223,9 @@ def act(action: str, fn, run_id: str) -> None:
         st.rerun(scope="app")
 
 
-if "train_flash" in st.session_state:
-    st.success(st.session_state.pop("train_flash"), icon=":material/rocket_launch:")
-if "train_merged" in st.session_state:
-    st.success(st.session_state.pop("train_merged"), icon=":material/check_circle:")
+if "train_flash" in st.session_state:  # (message, icon) of what the last run of the page did
+    message, icon = st.session_state.pop("train_flash")
+    st.success(message, icon=icon)
 all_runs = list_runs(kind="train")
 apply_focus([r["id"] for r in all_runs])
 tab_runs, tab_new = switchable_tabs([RUNS_TAB, NEW_TAB], "train_tab")
