@@ -115,6 +115,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3, help="imports and raw loads, alternated")
     ap.add_argument("--import-only", action="store_true", help="stop after the import ratio")
+    ap.add_argument("--chunks", action="store_true",
+                    help="also time the chunked import (no store process: STUDIO_STORE_PROCESS=0) "
+                         "in each repeat, beside the default (a 1M-row file starts the store "
+                         "process and imports in one transaction inside it)")
     args = ap.parse_args()
     print(f"CPU: {cpu_name()}; duckdb {duckdb.__version__}")
     with tempfile.TemporaryDirectory(prefix="bench1m-") as tmp:
@@ -130,12 +134,20 @@ def main() -> None:
             with duckdb.connect(str(Path(tmp) / f"raw{k}.duckdb")) as con:
                 _, t_raw = timed(con.execute, "CREATE TABLE raw AS SELECT * FROM read_json(?)",
                                  [str(src)])
+            if args.chunks:
+                os.environ["STUDIO_STORE_PROCESS"] = "0"
+                try:
+                    chunked, t_chunks = timed(import_file, Store(Path(tmp) / f"wc{k}"), src, "big")
+                finally:
+                    os.environ.pop("STUDIO_STORE_PROCESS")
+                print(f"chunked import (no store process): {t_chunks:.1f}s; ratio "
+                      f"{t_chunks / t_raw:.2f}x ({', '.join(f'{p} {s:.2f}' for p, s in chunked['seconds'].items())})")
             store = store or ws  # the first workspace serves the page benchmarks
             ours_all.append(t_ours)
             raw_all.append(t_raw)
             ratios.append(t_ours / t_raw)
             phases = ", ".join(f"{p} {s:.2f}" for p, s in got["seconds"].items())
-            print(f"import: {t_ours:.1f}s ({args.rows / t_ours:,.0f} rows/s; {phases}); raw "
+            print(f"import via {got['via']}: {t_ours:.1f}s ({args.rows / t_ours:,.0f} rows/s; {phases}); raw "
                   f"DuckDB load {t_raw:.1f}s; ratio ours/raw {t_ours / t_raw:.2f}x  "
                   f"[{got['n_rows']} rows; load average {os.getloadavg()[0]:.1f}]", flush=True)
         ours, raw = statistics.median(ours_all), statistics.median(raw_all)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -57,9 +58,13 @@ def stage(con: duckdb.DuckDBPyConnection, path: str | Path, kind: str,
     src = str(p)
     try:
         if kind == "jsonl":
-            con.execute(f"CREATE TEMP TABLE {table}_raw AS SELECT json AS j FROM "
-                        "read_json_objects(?, format='newline_delimited')", [src])
-            _number_jsonl_lines(con, p, table)
+            # the file's lines are counted in a thread while DuckDB reads it (in parallel: DuckDB
+            # lets go of the GIL, and in the store process it runs in another process)
+            with ThreadPoolExecutor(1) as pool:
+                n_lines = pool.submit(_count_lines, p)
+                con.execute(f"CREATE TEMP TABLE {table}_raw AS SELECT json AS j FROM "
+                            "read_json_objects(?, format='newline_delimited')", [src])
+                _number_jsonl_lines(con, p, table, n_lines.result())
         elif kind == "json":
             # an array is read as one (a leading BOM hides it from format='auto')
             layout = "array" if _first_char(p) == "[" else "auto"
@@ -157,18 +162,18 @@ def _raise_csv_error(p: Path, exc: Exception) -> None:
                       f"{str(exc).splitlines()[0]}; --lenient reads it anyway") from exc
 
 
-def _number_jsonl_lines(con: duckdb.DuckDBPyConnection, p: Path, table: str) -> None:
+def _number_jsonl_lines(con: duckdb.DuckDBPyConnection, p: Path, table: str,
+                        n_lines: int) -> None:
     """DuckDB skips blank lines; map record k to its real line number. Without blank lines
     (the line count equals the record count) record k is line k: the line is the row id of
     the staged records, a view with no copy and no window over all rows (a copy numbered by
     row_number() took as long as reading the file). Otherwise a numpy scan finds the blanks."""
     n_records = con.execute(f"SELECT count(*) FROM {table}_raw").fetchall()[0][0]
-    if _count_lines(p) == n_records:
+    if n_lines == n_records:
         con.execute(f"CREATE TEMP VIEW {table} AS SELECT rowid + 1 AS line, j FROM {table}_raw")
         return
     blanks = _blank_lines(p)
     import pyarrow as pa
-    n_lines = _count_lines(p)
     keep = np.setdiff1d(np.arange(1, n_lines + 1, dtype=np.int64), blanks)
     con.register("_line_map", pa.table({"k": np.arange(1, keep.size + 1), "line": keep}))
     con.execute(f"CREATE TEMP TABLE {table} AS SELECT m.line, r.j FROM "

@@ -24,6 +24,29 @@ def store(workspace: Workspace) -> Store:
     return Store(workspace)
 
 
+IMPORT_PATHS = ("chunks", "store process")
+
+
+def store_on_path(workspace: Workspace, path: str):
+    """A Store whose imports take `path`: "chunks" (no store process: computed on a private
+    DuckDB, written in chunks through the file lock) or "store process" (one runs: computed
+    and written in one transaction inside it, curation.importer._direct). Import tests that
+    take `store` from here run on both, so the two paths must give the same rows."""
+    from kernel import store_client
+
+    store = Store(workspace)
+    proc = None
+    if path == "store process":
+        proc = store_client.start_server(workspace.root, parent=os.getpid())
+        assert proc is not None and store_client.server_running(workspace.root)
+    try:
+        yield store
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+
+
 @pytest.fixture
 def ui_env(store: Store, monkeypatch) -> Store:
     """A workspace the Streamlit pages open (they read STUDIO_WORKSPACE)."""

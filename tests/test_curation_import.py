@@ -11,9 +11,17 @@ import pytest
 from curation.datasets import load_rows, resolve_ref
 from curation.importer import import_file, preview
 from kernel.errors import NotFoundError, StudioError
+from kernel.workspace import Workspace
+from tests.conftest import IMPORT_PATHS, store_on_path
 
 DATA = Path(__file__).parent / "data"
 
+
+
+@pytest.fixture(params=IMPORT_PATHS)
+def store(request, workspace):
+    """Every test here runs on both import paths (see tests.conftest.store_on_path)."""
+    yield from store_on_path(workspace, request.param)
 
 def snapshot(store) -> dict:
     """Row counts of every curation table: equal before and after a failed import."""
@@ -168,3 +176,33 @@ def test_resolve_ref_latest_and_missing(store):
         resolve_ref(store, "alp@v9")
     with pytest.raises(NotFoundError, match="does not exist"):
         load_rows(store, "ghost")
+
+
+def test_both_paths_store_the_same_rows(tmp_path):
+    """One transaction inside the store process and chunks through the file lock store the same
+    rows, v1 entries and summary (exact duplicates, repeated ids, a split column included)."""
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "x", "instruction": "a", "output": "1", "split": "train"},
+        {"id": "x", "instruction": "b", "output": "2", "split": "heldout"},
+        {"instruction": "c", "output": "3", "split": "train", "extra": 5},
+        {"instruction": "c", "output": "3", "split": "heldout"},
+        {"instruction": "d", "output": 4, "split": "train"}]))
+    files = [DATA / "alpaca.jsonl", DATA / "chat.jsonl", DATA / "sharegpt.json",
+             DATA / "qa.csv", mixed]
+    got = {}
+    for path in IMPORT_PATHS:
+        ws = Workspace.open(tmp_path / path.replace(" ", "-"))
+        for store in store_on_path(ws, path):
+            results = [import_file(store, f, f.stem) for f in files]
+            assert [r["via"] for r in results] == [path] * len(files)
+            got[path] = (
+                store.query("SELECT * FROM rows ORDER BY rid"),
+                store.query("SELECT * FROM version_rows ORDER BY rid"),
+                store.query("SELECT dataset, version, n_rows, params FROM versions ORDER BY 1"),
+                [{k: r[k] for k in ("n_rows", "format", "mapping", "changes", "info")}
+                 for r in results])
+    assert got["chunks"] == got["store process"]
+    rows, entries = got["chunks"][0], got["chunks"][1]
+    assert len(rows) == len(entries) == 3 + 2 + 2 + 2 + 5
+    assert [e["split"] for e in entries[-5:]] == ["train", "heldout", "train", "heldout", "train"]

@@ -18,6 +18,7 @@ from curation.datasets import load_rows
 from curation.export import export
 from curation.importer import import_file
 from kernel.errors import StudioError
+from tests.conftest import IMPORT_PATHS, store_on_path
 from tests.helpers.cli import studio_process as studio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("STUDIO_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 STUDIO = Path(sys.executable).parent / "studio"
 
+
+
+@pytest.fixture(params=IMPORT_PATHS)
+def store(request, workspace):
+    """Every test here runs on both import paths (see tests.conftest.store_on_path)."""
+    yield from store_on_path(workspace, request.param)
 
 def real(name: str) -> Path:
     path = REAL / name

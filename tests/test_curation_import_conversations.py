@@ -17,12 +17,19 @@ import pytest
 from curation.datasets import load_rows
 from curation.export import export
 from curation.importer import import_file
+from tests.conftest import IMPORT_PATHS, store_on_path
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("STUDIO_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 STUDIO = Path(sys.executable).parent / "studio"
 GLAIVE = "llamafactory_glaive_toolcall_en_demo.json"
 
+
+
+@pytest.fixture(params=IMPORT_PATHS)
+def store(request, workspace):
+    """Every test here runs on both import paths (see tests.conftest.store_on_path)."""
+    yield from store_on_path(workspace, request.param)
 
 def real(name: str) -> Path:
     path = REAL / name
