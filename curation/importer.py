@@ -150,8 +150,8 @@ def _write_chunk(name: str, source: str) -> list[tuple[str, list]]:
 def _direct(store: Store, kind: str, source: str) -> bool:
     """Compute and write the import inside the store process, in one transaction? When it
     runs (a file of BIG_IMPORT_BYTES or more starts it): the rows are computed where they are
-    stored, with no copy between processes (1M rows, AMD EPYC: writing 1.4 s, against 6.8 s
-    streamed through its socket in chunks), and readers read on during the transaction (its
+    stored, with no copy between processes (1M rows, AMD EPYC: writing 1.7-2.5 s, against
+    6.8-7.9 s streamed through its socket in chunks), and readers read on during the transaction (its
     MVCC), so the chunked turns that let readers in between are not needed there."""
     if kind not in ("jsonl", "json", "csv", "parquet"):
         return False  # a `datasets` source is read in this process (its Arrow table)
