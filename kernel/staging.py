@@ -3,7 +3,9 @@
 Why: DuckDB's file lock is exclusive, so one 1M-row INSERT (seconds to a minute) makes every
 reader wait for all of it. Instead the heavy work runs on a private in-memory DuckDB or in
 files under `<workspace>/staging/`, and the result is appended in chunks, each in its own short
-connection through the store's FIFO queue, so readers get in between chunks:
+connection through the store's FIFO queue, so readers get in between chunks (with the store
+process running, Parquet and version copies go in one transaction inside it instead: its readers
+never wait for a writer, `_in_store_process`):
 
     claim = store.claim(dataset, version)            # reserves the name, invisible to readers
     try:
@@ -89,7 +91,8 @@ def write_staged(store, claim: Claim, target: str | list, data,
     """Append `data` (a pyarrow Table or RecordBatchReader, a Parquet file or a glob of them,
     or a function giving the next chunk of about the size asked as a Table, None at the end)
     in chunks, each in its own short transaction, in turns (see `_in_turns`); returns the
-    number of rows.
+    number of rows. Parquet goes in one transaction inside the store process instead when it
+    runs or this write is big enough to start it (`_in_store_process`).
 
     `target` is a table name (columns matched by name) or a list of SQL statements that read
     the chunk as `_chunk`, each run with `params` (or given as `(sql, its_params)`). Between
@@ -103,16 +106,16 @@ def write_staged(store, claim: Claim, target: str | list, data,
     statements = [s if isinstance(s, tuple) else (s, params or []) for s in statements]
     if callable(data):
         chunks = data
+    elif isinstance(data, pa.Table):
+        chunks = _chunks(data.to_batches(max_chunksize=MIN_ROWS))
+    elif isinstance(data, pa.RecordBatchReader):
+        chunks = _chunks(data)
     else:
-        if isinstance(data, pa.Table):
-            batches = data.to_batches(max_chunksize=MIN_ROWS)
-        elif isinstance(data, pa.RecordBatchReader):
-            batches = data
-        else:
-            files = sorted(Path(data).parent.glob(Path(data).name)) if "*" in str(data) else [data]
-            batches = pads.dataset([str(f) for f in files], format="parquet").to_batches(
-                batch_size=MIN_ROWS)
-        chunks = _chunks(batches)
+        files = sorted(Path(data).parent.glob(Path(data).name)) if "*" in str(data) else [data]
+        parquet = pads.dataset([str(f) for f in files], format="parquet")
+        if _in_store_process(store, parquet.count_rows):
+            return _write_in_one(store, claim, statements, files)
+        chunks = _chunks(parquet.to_batches(batch_size=MIN_ROWS))
     # Near a full disk, chunks start small and double, as a whole row group is written
     # straight into the database file: if the disk fills there, the file has grown and the
     # rollback cannot give the space back, while a small chunk fails in the write-ahead log
@@ -136,6 +139,39 @@ def write_staged(store, claim: Claim, target: str | list, data,
         return chunk.num_rows
 
     return _in_turns(store, chunks, write, tight)
+
+
+def _in_store_process(store, count_rows) -> bool:
+    """Write in one transaction inside the store process? When it runs, or when this write is
+    big (`count_rows()` >= BIG_WRITE_ROWS) and may start it; never near a full disk (there
+    the chunks start small, see write_staged)."""
+    root = store.workspace.root
+    if shutil.disk_usage(store.path.parent).free < LOW_DISK_BYTES:
+        return False
+    if not store_client.server_running(root) and store_client.auto_start_allowed() \
+            and count_rows() >= BIG_WRITE_ROWS:
+        store_client.start_server(root, idle_exit_s=store_client.AUTO_IDLE_EXIT_S)
+    return store_client.server_running(root)
+
+
+def _write_in_one(store, claim: Claim, statements: list, files: list) -> int:
+    """The statements in one transaction inside the store process, `_chunk` a view over the
+    Parquet files there: no row crosses its socket, and its readers read on meanwhile
+    (DuckDB's MVCC), so the turns that let readers in between chunks are not needed."""
+    paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    with store.connect() as con:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _chunk AS SELECT * FROM read_parquet([{paths}])")
+        n = con.execute("SELECT count(*) FROM _chunk").fetchone()[0]
+        con.execute("BEGIN TRANSACTION")
+        try:
+            _check_claim(con, claim)
+            for sql, args in statements:
+                con.execute(sql, args)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+    return n
 
 
 def _in_turns(store, prepare, write, tight: bool = False) -> int:
@@ -232,12 +268,22 @@ def _turn_size(rows: int, work: float) -> int:
 
 
 def copy_version_rows(store, claim: Claim, parent: str) -> int:
-    """The claimed version gets the parent's rows and flags, in chunks by row key (rid)."""
+    """The claimed version gets the parent's rows and flags, in chunks by row key (rid), or
+    in one transaction inside the store process (see _in_store_process)."""
     with store.read() as con:
-        lo, hi = con.execute("SELECT min(rid), max(rid) FROM version_rows WHERE dataset = ? "
-                             "AND version = ?", [claim.dataset, parent]).fetchone()
+        lo, hi, n = con.execute("SELECT min(rid), max(rid), count(*) FROM version_rows "
+                                "WHERE dataset = ? AND version = ?",
+                                [claim.dataset, parent]).fetchone()
     if lo is None:
         return 0
+    if _in_store_process(store, lambda: n):
+        with store.transaction() as con:
+            _check_claim(con, claim)
+            return con.execute(
+                "INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, "
+                "rid) SELECT ?, ?, uid, split, dup_cluster, is_dup, rid FROM version_rows "
+                "WHERE dataset = ? AND version = ? ORDER BY rid",
+                [claim.dataset, claim.version, claim.dataset, parent]).fetchone()[0]
     state = {"start": lo}
 
     def prepare(size: int):

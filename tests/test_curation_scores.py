@@ -12,6 +12,7 @@ from curation.importer import import_file
 from curation.overview import histogram
 from curation.scoring import score
 from kernel.errors import StudioError
+from tests.conftest import IMPORT_PATHS, store_on_path
 
 ROWS = [
     {"id": "good", "instruction": "What is the capital of France?",
@@ -23,6 +24,13 @@ ROWS = [
     {"id": "cut", "instruction": "Tell a story", "output": "Once upon a time a dragon lived in a big"},
     {"id": "sym", "instruction": "Symbols", "output": "#### $$$$ !!!! ????"},
 ]
+
+
+@pytest.fixture(params=IMPORT_PATHS)
+def store(request, workspace):
+    """Every test here runs with and without the store process: with one, scores and the new
+    version's rows go in one transaction inside it (kernel.staging._write_in_one)."""
+    yield from store_on_path(workspace, request.param)
 
 
 @pytest.fixture

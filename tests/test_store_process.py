@@ -302,3 +302,23 @@ def test_a_big_import_starts_the_store_process_unless_told_not_to(tmp_path, sett
         while store_client.server_running(ws) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not store_client.server_running(ws)
+
+
+def test_with_the_store_process_a_score_is_one_transaction_inside_it(served, tmp_path,
+                                                                      monkeypatch):
+    """Scores and the new version's rows go in one transaction inside the store process
+    (kernel.staging._write_in_one), never in chunked turns through its socket."""
+    from curation.scoring import score
+    from kernel import staging
+
+    store, _ = served
+    import_file(store, write_rows(tmp_path / "d.jsonl", 500), "d")
+    monkeypatch.setattr(staging, "_in_turns", lambda *a, **k: pytest.fail("a chunked write"))
+    got = score(store, "d")
+    version = got["ref"].split("@")[1]
+    assert store.query("SELECT n_rows FROM versions WHERE dataset = 'd' AND version = ?",
+                       [version]) == [{"n_rows": 500}]
+    assert store.query("SELECT count(DISTINCT uid) AS n, count(DISTINCT name) AS k FROM scores "
+                       "WHERE dataset = 'd' AND version = ?", [version]) == \
+        [{"n": 500, "k": len(got["scores"])}]
+    assert not store.query("SELECT * FROM staged_writes")
