@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 
 from evals.stats import grouped_compare, seed_example_variance, two_level_bootstrap
 
@@ -181,3 +182,23 @@ def test_paired_seeds_remove_the_shared_seed_effect():
     assert same.paired_seeds and not grouped_compare(a, b, n_boot=200).paired_seeds
     with pytest.raises(ValueError, match="same distinct seeds"):
         grouped_compare(a, b, [0, 1, 2], [0, 1, 5], paired_seeds=True)
+
+
+def test_ci_excludes_zero_only_where_p_does_when_per_seed_differences_are_skewed():
+    """The demo's six seeds: per-seed differences 0, .02, .04, .20, .24, .35 (two clusters).
+    The bootstrap's percentiles alone gave [+0.002, +0.300] beside p = 0.06; the CI must not
+    claim what the test does not, here or on random skewed draws."""
+    rng = np.random.default_rng(5)
+    shifts = np.array([0.04, 0.243, 0.02, 0.0, 0.2, 0.353])
+    a = rng.normal(0.5, 0.3, (1, 300)).repeat(6, axis=0) + rng.normal(0, 0.02, (6, 300))
+    res = grouped_compare(a, a + shifts[:, None], paired_seeds=True,
+                          baseline_seeds=list(range(6)), candidate_seeds=list(range(6)))
+    assert res.p_value > 0.05 and res.ci_low < 0 < res.ci_high
+    for k in range(40):
+        shifts = rng.exponential(0.1, 5) * rng.choice([0, 1], 5, p=[0.5, 0.5])
+        res = grouped_compare(a[:5], a[:5] + shifts[:, None], paired_seeds=True,
+                              baseline_seeds=list(range(5)), candidate_seeds=list(range(5)),
+                              seed=k)
+        half = student_t.ppf(0.975, res.df) * res.se  # the t test's own interval
+        assert res.ci_low <= res.diff - half + 1e-12 and res.ci_high >= res.diff + half - 1e-12
+        assert not (res.ci_low > 0 and res.p_value >= 0.05), (shifts, res.ci_low, res.p_value)
