@@ -19,7 +19,6 @@ same on the first records, so the UI can show the detected format before committ
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ import duckdb
 
 from curation import formats, readers
 from curation.versions import check_name
-from kernel import staging, store_client
+from kernel import staging
 from kernel.errors import StudioError
 from kernel.migrations import plain_messages_sql
 from kernel.store import Store
@@ -151,27 +150,13 @@ def _direct(store: Store, kind: str, source: str) -> bool:
     """Compute and write the import inside the store process, in one transaction? When it
     runs (a file of BIG_IMPORT_BYTES or more starts it): the rows are computed where they are
     stored, with no copy between processes (1M rows, AMD EPYC: writing 1.7-2.5 s, against
-    6.8-7.9 s streamed through its socket in chunks), and readers read on during the transaction (its
-    MVCC), so the chunked turns that let readers in between are not needed there."""
+    6.8-7.9 s streamed through its socket in chunks), and readers read on during the
+    transaction (its MVCC), so the chunked turns that let readers in between are not needed
+    there. Not with under 4x the file's size free (`staging.in_store_process`)."""
     if kind not in ("jsonl", "json", "csv", "parquet"):
         return False  # a `datasets` source is read in this process (its Arrow table)
-    root = store.workspace.root
-    if shutil.disk_usage(root).free < max(staging.LOW_DISK_BYTES, 4 * Path(source).stat().st_size):
-        # near a full disk one transaction that fills it grows the file for good and the
-        # next write fails too; the chunked path starts small there (kernel.staging)
-        return False
-    if not store_client.server_running(root) and store_client.auto_start_allowed() \
-            and Path(source).stat().st_size >= BIG_IMPORT_BYTES:
-        store_client.start_server(root, idle_exit_s=store_client.AUTO_IDLE_EXIT_S)
-    return store_client.server_running(root)
-
-
-def _check_free(con, name: str) -> None:
-    if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
-        raise StudioError(f"dataset {name!r} already exists; pick another --name")
-    if con.execute("SELECT 1 FROM staged_writes WHERE dataset = ?", [name]).fetchone():
-        raise StudioError(f"dataset {name!r} is being imported by another process; "
-                          "pick another --name")
+    size = Path(source).stat().st_size
+    return staging.in_store_process(store, lambda: size >= BIG_IMPORT_BYTES, 4 * size)
 
 
 def _write_direct(con, name: str, source: str, fmt: str, split_from_source: bool,
@@ -179,10 +164,9 @@ def _write_direct(con, name: str, source: str, fmt: str, split_from_source: bool
     """Store the final rows, their v1 entries and the `datasets`/`versions` rows in one
     transaction on the connection that computed them; returns the number of rows."""
     _occurrences(con)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with staging.transaction(con):
         staging.sweep(con)
-        _check_free(con, name)
+        staging.check_new_dataset(con, name)
         con.execute("SET VARIABLE studio_rid_max = (SELECT coalesce(max(rid), 0) FROM row_data)")
         con.execute("SET VARIABLE studio_rid0 = getvariable('studio_rid_max') "
                     "- (SELECT min(line) FROM _norm) + 1")
@@ -196,10 +180,6 @@ def _write_direct(con, name: str, source: str, fmt: str, split_from_source: bool
                         WHERE dataset = ? AND rid > getvariable('studio_rid_max')""",
                     [name, name])
         _insert_dataset(con, name, source, fmt, params, n)
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
     return n
 
 
@@ -370,7 +350,7 @@ def import_file(store: Store, path: str | Path, name: str, format: str | None = 
     if via == "store process":
         lap("claim")  # here: starting the store process (when this import started it)
         with store.connect() as con:
-            _check_free(con, name)  # before reading: the transaction checks again
+            staging.check_new_dataset(con, name)  # before reading; the transaction checks again
             fmt, used, changes, info = prepare(con)
             params = {"source": source, "format": fmt, "mapping": used, "changes": changes,
                       "info": info}

@@ -5,7 +5,7 @@ reader wait for all of it. Instead the heavy work runs on a private in-memory Du
 files under `<workspace>/staging/`, and the result is appended in chunks, each in its own short
 connection through the store's FIFO queue, so readers get in between chunks (with the store
 process running, Parquet and version copies go in one transaction inside it instead: its readers
-never wait for a writer, `_in_store_process`):
+never wait for a writer, `in_store_process`):
 
     claim = store.claim(dataset, version)            # reserves the name, invisible to readers
     try:
@@ -64,16 +64,11 @@ def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -
     token = secrets.token_hex(8)
     with store.transaction() as con:
         sweep(con)
-        exists = con.execute("SELECT 1 FROM datasets WHERE name = ?", [dataset]).fetchone()
-        if new_dataset and exists:
-            raise StudioError(f"dataset {dataset!r} already exists; pick another --name")
-        if not new_dataset and not exists:
+        if new_dataset:
+            check_new_dataset(con, dataset)
+        elif not con.execute("SELECT 1 FROM datasets WHERE name = ?", [dataset]).fetchone():
             raise StudioError(f"dataset {dataset!r} does not exist")
         taken = taken_versions(con, dataset)
-        if new_dataset and con.execute("SELECT 1 FROM staged_writes WHERE dataset = ?",
-                                       [dataset]).fetchone():
-            raise StudioError(f"dataset {dataset!r} is being imported by another process; "
-                              "pick another --name")
         if version is None:
             nums = [int(v[1:]) for v in taken if v[:1] == "v" and v[1:].isdigit()]
             version = f"v{max(nums, default=0) + 1}"
@@ -86,13 +81,22 @@ def claim(store, dataset: str, version: str | None, new_dataset: bool = False) -
     return Claim(token, dataset, version, new_dataset)
 
 
+def check_new_dataset(con, dataset: str) -> None:
+    """A new dataset's name must be free: not a dataset, and not being imported."""
+    if con.execute("SELECT 1 FROM datasets WHERE name = ?", [dataset]).fetchone():
+        raise StudioError(f"dataset {dataset!r} already exists; pick another --name")
+    if con.execute("SELECT 1 FROM staged_writes WHERE dataset = ?", [dataset]).fetchone():
+        raise StudioError(f"dataset {dataset!r} is being imported by another process; "
+                          "pick another --name")
+
+
 def write_staged(store, claim: Claim, target: str | list, data,
                  params: list | None = None) -> int:
     """Append `data` (a pyarrow Table or RecordBatchReader, a Parquet file or a glob of them,
     or a function giving the next chunk of about the size asked as a Table, None at the end)
     in chunks, each in its own short transaction, in turns (see `_in_turns`); returns the
     number of rows. Parquet goes in one transaction inside the store process instead when it
-    runs or this write is big enough to start it (`_in_store_process`).
+    runs or this write is big enough to start it (`in_store_process`).
 
     `target` is a table name (columns matched by name) or a list of SQL statements that read
     the chunk as `_chunk`, each run with `params` (or given as `(sql, its_params)`). Between
@@ -113,7 +117,7 @@ def write_staged(store, claim: Claim, target: str | list, data,
     else:
         files = sorted(Path(data).parent.glob(Path(data).name)) if "*" in str(data) else [data]
         parquet = pads.dataset([str(f) for f in files], format="parquet")
-        if _in_store_process(store, parquet.count_rows):
+        if in_store_process(store, lambda: parquet.count_rows() >= BIG_WRITE_ROWS):
             return _write_in_one(store, claim, statements, files)
         chunks = _chunks(parquet.to_batches(batch_size=MIN_ROWS))
     # Near a full disk, chunks start small and double, as a whole row group is written
@@ -125,33 +129,40 @@ def write_staged(store, claim: Claim, target: str | list, data,
     def write(con, chunk) -> int:
         if tight:
             _keep_room(store, chunk.nbytes)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             _check_claim(con, claim)
             con.register("_chunk", chunk)
             for sql, args in statements:
                 con.execute(sql, args)
             con.unregister("_chunk")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
         return chunk.num_rows
 
     return _in_turns(store, chunks, write, tight)
 
 
-def _in_store_process(store, count_rows) -> bool:
-    """Write in one transaction inside the store process? When it runs, or when this write is
-    big (`count_rows()` >= BIG_WRITE_ROWS) and may start it; never near a full disk (there
-    the chunks start small, see write_staged)."""
+def in_store_process(store, big, room_bytes: int = 0) -> bool:
+    """Write in one transaction inside the store process? When it runs, or when `big()` says
+    this write is big enough to start it; never with less than LOW_DISK_BYTES (or
+    `room_bytes`) free: a transaction that fills the disk grows the file for good, while the
+    chunked path starts small there (see write_staged)."""
     root = store.workspace.root
-    if shutil.disk_usage(store.path.parent).free < LOW_DISK_BYTES:
+    if shutil.disk_usage(store.path.parent).free < max(LOW_DISK_BYTES, room_bytes):
         return False
-    if not store_client.server_running(root) and store_client.auto_start_allowed() \
-            and count_rows() >= BIG_WRITE_ROWS:
+    if not store_client.server_running(root) and store_client.auto_start_allowed() and big():
         store_client.start_server(root, idle_exit_s=store_client.AUTO_IDLE_EXIT_S)
     return store_client.server_running(root)
+
+
+@contextlib.contextmanager
+def transaction(con) -> Iterator:
+    """BEGIN on `con`, COMMIT at the end, ROLLBACK on any exception."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _write_in_one(store, claim: Claim, statements: list, files: list) -> int:
@@ -162,15 +173,10 @@ def _write_in_one(store, claim: Claim, statements: list, files: list) -> int:
     with store.connect() as con:
         con.execute(f"CREATE OR REPLACE TEMP VIEW _chunk AS SELECT * FROM read_parquet([{paths}])")
         n = con.execute("SELECT count(*) FROM _chunk").fetchone()[0]
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             _check_claim(con, claim)
             for sql, args in statements:
                 con.execute(sql, args)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
     return n
 
 
@@ -269,14 +275,14 @@ def _turn_size(rows: int, work: float) -> int:
 
 def copy_version_rows(store, claim: Claim, parent: str) -> int:
     """The claimed version gets the parent's rows and flags, in chunks by row key (rid), or
-    in one transaction inside the store process (see _in_store_process)."""
+    in one transaction inside the store process (see in_store_process)."""
     with store.read() as con:
         lo, hi, n = con.execute("SELECT min(rid), max(rid), count(*) FROM version_rows "
                                 "WHERE dataset = ? AND version = ?",
                                 [claim.dataset, parent]).fetchone()
     if lo is None:
         return 0
-    if _in_store_process(store, lambda: n):
+    if in_store_process(store, lambda: n >= BIG_WRITE_ROWS):
         with store.transaction() as con:
             _check_claim(con, claim)
             return con.execute(
@@ -294,19 +300,13 @@ def copy_version_rows(store, claim: Claim, parent: str) -> int:
         return start, start + size
 
     def write(con, rids) -> int:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             _check_claim(con, claim)
-            n = con.execute(
+            return con.execute(
                 "INSERT INTO version_rows (dataset, version, uid, split, dup_cluster, is_dup, "
                 "rid) SELECT ?, ?, uid, split, dup_cluster, is_dup, rid FROM version_rows "
                 "WHERE dataset = ? AND version = ? AND rid >= ? AND rid < ? ORDER BY rid",
                 [claim.dataset, claim.version, claim.dataset, parent, *rids]).fetchone()[0]
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-        return n
 
     return _in_turns(store, prepare, write)
 

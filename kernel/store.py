@@ -194,14 +194,8 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection inside BEGIN/COMMIT; any exception rolls everything back."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        with self.connect() as con, staging.transaction(con):
+            yield con
 
     def query(self, sql: str, params: list | tuple | None = None) -> list[dict]:
         """Run one parameterized query and return rows as dicts (small results only).
