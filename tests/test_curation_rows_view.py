@@ -38,8 +38,9 @@ def _stored_and_derived(store: Store, dataset: str) -> list[tuple]:
 def test_old_workspace_keeps_its_rows_and_new_imports_store_plain_rows_narrow(tmp_path,
                                                                             monkeypatch):
     full = list(migrations.MIGRATIONS)
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [m for m in full if not m[0].startswith("0086")])
-    with Store(tmp_path / "ws").connect() as con:  # a workspace of before 0086
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [m for m in full
+                                                   if not m[0].startswith(("0086", "0090"))])
+    with Store(tmp_path / "ws").connect() as con:  # a workspace of before 0086 (and 0090)
         for uid, line, messages in (("u1", 1, PLAIN), ("u2", 2, TWO_TURNS)):
             con.execute("INSERT INTO rows (uid, dataset, id, messages, instruction, response, "
                         "n_turns, source_line, content_hash, rid) VALUES (?, 'old', ?, ?, "
