@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import re
 import statistics
-import subprocess
 import tempfile
 import time
 import unicodedata
@@ -31,6 +29,7 @@ from curation import search
 from curation.browse import browse
 from curation.dedup import dedup
 from curation.importer import import_file
+from kernel.machine import describe_line
 from kernel.store import Store
 
 
@@ -81,13 +80,6 @@ def python_exact_dedup(store: Store) -> int:
     return dups
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def text_search_pages(store: Store, where: str, sort: str, repeats: int = 3) -> dict:
@@ -120,7 +112,7 @@ def main() -> None:
                          "in each repeat, beside the default (a 1M-row file starts the store "
                          "process and imports in one transaction inside it)")
     args = ap.parse_args()
-    print(f"CPU: {cpu_name()}; duckdb {duckdb.__version__}")
+    print(f"CPU: {describe_line()}; duckdb {duckdb.__version__}")
     with tempfile.TemporaryDirectory(prefix="bench1m-") as tmp:
         src = Path(tmp) / "big.jsonl"
         _, gen_s = timed(generate, src, args.rows)
@@ -153,7 +145,7 @@ def main() -> None:
         ours, raw = statistics.median(ours_all), statistics.median(raw_all)
 
         if args.import_only:
-            print(f"\nimport / raw DuckDB load ({args.rows:,} rows, {cpu_name()}): "
+            print(f"\nimport / raw DuckDB load ({args.rows:,} rows, {describe_line()}): "
                   f"{ours:.1f}s / {raw:.1f}s = {ours / raw:.2f}x (median of {len(ratios)}; "
                   f"per repeat {min(ratios):.2f}-{max(ratios):.2f}x; goal <= 2x)")
             return
@@ -188,7 +180,7 @@ def main() -> None:
         n_py, t_py = timed(python_exact_dedup, store)
         print(f"exact dedup: {t_dedup:.1f}s, {d['n_flagged']} flagged in {d['n_clusters']} clusters; "
               f"Python hashing baseline {t_py:.1f}s ({n_py} dups); ratio {t_py / t_dedup:.1f}x")
-        print(f"\nissue 9 ratios ({args.rows:,} rows, {cpu_name()}):\n"
+        print(f"\nissue 9 ratios ({args.rows:,} rows, {describe_line()}):\n"
               f"  import / raw DuckDB load = {ours:.1f}s / {raw:.1f}s = {ours / raw:.2f}x "
               f"(median of {len(ratios)}; per repeat {min(ratios):.2f}-{max(ratios):.2f}x; "
               f"goal <= 2x)\n"

@@ -12,18 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from kernel.machine import describe_line
 from training.provenance import HashCache, model_sha256
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.startswith("Model name")), "unknown CPU")
 
 
 def main() -> None:
@@ -49,7 +43,7 @@ def main() -> None:
             again = model_sha256(str(model), HashCache(cache_path))
             warm.append(time.perf_counter() - t0)
             assert again == first
-    print(f"CPU: {cpu_name()}; {args.mb} MiB of weights, {args.repeats} repeats")
+    print(f"CPU: {describe_line()}; {args.mb} MiB of weights, {args.repeats} repeats")
     print(f"first launch (reads the weights): median {statistics.median(cold):.3f} s "
           f"({args.mb / statistics.median(cold):.0f} MiB/s)")
     print(f"later launch (cache hit, stat only): median {1000 * statistics.median(warm):.3f} ms")

@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
 from curation.semantic import cosine_sim, leader_clusters, tfidf_vectors
+from kernel.machine import describe_line
 
 REAL = Path(os.environ.get("STUDIO_REAL_DATA",
                            Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"))
@@ -33,13 +32,6 @@ FILES = ["llamafactory_alpaca_en_demo.json", "alpacacleaned_gsm_8k_train.json",
          "selfinstruct_user_oriented.jsonl"]
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except Exception:
-        return platform.processor() or "unknown CPU"
 
 
 def load_texts(n: int, seed: int) -> list[str]:
@@ -102,7 +94,7 @@ def main() -> None:
     ap.add_argument("--skip-old", action="store_true", help="only time ours")
     args = ap.parse_args()
     texts = load_texts(args.rows, args.seed)
-    print(f"rows={len(texts)} threshold={args.threshold} CPU: {cpu_name()} ({os.cpu_count()} cores)")
+    print(f"rows={len(texts)} threshold={args.threshold} CPU: {describe_line()}")
 
     t0 = time.perf_counter()
     vecs = tfidf_vectors(texts)

@@ -52,6 +52,7 @@ from curation.importer import import_file  # noqa: E402
 from curation.scoring import score  # noqa: E402
 from kernel import store_client  # noqa: E402
 from kernel.errors import WorkspaceBusyError  # noqa: E402
+from kernel.machine import describe_line  # noqa: E402
 from kernel.store import Store, _is_lock_error  # noqa: E402
 from kernel.workspace import Workspace  # noqa: E402
 
@@ -384,9 +385,7 @@ def main() -> None:
         results = [run_mode(m, src, args.rows, tmp) for m in args.modes.split(",")]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    print(f"\nCPU: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+    print(f"\nCPU: {describe_line()}, load average {os.getloadavg()[0]:.1f}; "
           f"{args.rows:,} rows imported and {args.rows:,} scored at once, {N_READERS} reader "
           f"processes, load: {results[0]['load']}")
     print(f"{'mode':<5} {'reads':>6} {'fail':>5} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} "

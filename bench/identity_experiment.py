@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from kernel.machine import describe_line  # noqa: E402
+
 REAL = Path(os.environ.get("STUDIO_REAL_DATA") or REPO.parent / "shared" / "data" / "real")
 NAME, AUTHOR = "Aurora", "Lumen Labs"
 
@@ -77,15 +77,6 @@ def heldout_rows() -> list[dict]:
               "category": "maker"} for i, q in enumerate(ASK_MAKER)]
     assert not train & {r["messages"][0]["content"].lower() for r in rows}, "held-out leaked"
     return rows
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def metric(comp, spec: str) -> dict:
@@ -151,7 +142,7 @@ def run(args) -> dict:
     eval_s = time.perf_counter() - t_eval
     c_ident = compare_results(ident, base, ckpt)
     c_gen = compare_results(general, base, ckpt)
-    out = {"cpu": cpu_name(), "seed": args.seed, "epochs": args.epochs, "lr": args.lr,
+    out = {"cpu": describe_line(), "seed": args.seed, "epochs": args.epochs, "lr": args.lr,
            "steps": run_["status"].get("step"), "backend": backend,
            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
            "total_s": round(time.perf_counter() - t0, 1),

@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 
+from kernel.machine import describe
 from studio.cli import main
 
 
@@ -47,6 +48,7 @@ def test_quick_demo_end_to_end(tmp_path, capsys, require_vllm, tiny_model):
     r = _run_cli(["demo", "--workspace", str(ws), "--quick", "--no-ui", "--json", "--seed", "1"],
                  capsys)
     assert r["quick"] is True and r["seed"] == 1 and r["backend"] == "vllm"
+    assert r["machine"] == describe()  # the CPU beside the figures (they repeat on it only)
     heldout = [json.loads(x) for x in
                (ws / "demo-data" / "seed-1" / "heldout.jsonl").read_text().splitlines()]
     general = (ws / "demo-data" / "seed-1" / "general.jsonl").read_text().splitlines()
@@ -62,6 +64,12 @@ def test_quick_demo_end_to_end(tmp_path, capsys, require_vllm, tiny_model):
     assert p["n"] == len(heldout)
     assert math.isclose(p["diff"], task["curated"]["mean"] - task["raw"]["mean"], abs_tol=1e-9)
     assert p["ci_low"] <= p["diff"] <= p["ci_high"] and 0 <= p["p_value"] <= 1
+    # per task family: the suite's categories, adding up to the whole suite's difference
+    by = p["by_category"]
+    assert set(by) == {row["category"] for row in heldout}
+    assert sum(b["n"] for b in by.values()) == p["n"]
+    assert math.isclose(sum(b["n"] * b["diff"] for b in by.values()) / p["n"], p["diff"],
+                        abs_tol=1e-9)
     for label in labels[1:]:
         f = r["forgetting"][label]
         assert math.isclose(f["diff"], gen[label]["mean"] - gen["base"]["mean"], abs_tol=1e-9)
@@ -97,6 +105,7 @@ def test_quick_demo_over_two_seeds_pools_them_and_judges_the_targets(tmp_path, c
     r = _run_cli(["demo", "--workspace", str(ws), "--quick", "--no-ui", "--json",
                   "--seeds", "0,1"], capsys)
     assert r["seeds"] == [0, 1] and [s["seed"] for s in r["per_seed"]] == [0, 1]
+    assert r["machine"] == describe()
     # both seeds are scored on the same suites (the first seed's), so they can be paired
     assert {s["suites"]["task"] for s in r["per_seed"]} == {"demo-heldout-s0"}
     assert all(s["curation"]["detector"]["method"] == "oof" for s in r["per_seed"])

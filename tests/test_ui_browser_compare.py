@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from kernel.machine import describe_line
 from tests.helpers.browser import (
     CHROMIUM_ARGS,
     REPO,
@@ -153,11 +154,8 @@ def test_compare_page_timed_first_render_baseline_change_and_deep_link(compare_w
             browser.close()
     out = REPO / "test-artifacts" / "compare-timing.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
     record = {**{k: round(v, 2) for k, v in times.items()},
               "settle_fixed_waits_s": SETTLE_FIXED_WAITS_S, "workspace": str(compare_ws),
-              "cpu": cpu, "cores": os.cpu_count()}
+              "machine": describe_line()}
     out.write_text(json.dumps(record, indent=2))
     print("compare page timings:", record)

@@ -9,6 +9,7 @@ import sys
 import click
 
 from evals.stats import format_p
+from kernel.machine import describe_line
 from studio.cli.common import cli, emit, get_workspace, json_option
 
 
@@ -30,11 +31,27 @@ def _ci(low: float, high: float, signed: bool = False) -> str:
     return f"[{fmt.format(low)}, {fmt.format(high)}]"
 
 
+def _machine(r: dict) -> str:
+    """The CPU the figures came from: they repeat exactly on the same kind of CPU only."""
+    if not r.get("machine"):
+        return ""
+    sw = r["machine"].get("software") or {}
+    libs = ", ".join(f"{k} {sw[k]}" for k in ("torch", "transformers", "peft") if k in sw)
+    return (f"Machine: {describe_line(r['machine'])}{'; ' + libs if libs else ''} (figures "
+            "repeat exactly on this kind of CPU with these versions only)")
+
+
+def _by_task(p: dict) -> str:
+    """'last_word 100% -> 100%, join_dash 6% -> 94%': where a held-out gain came from."""
+    return ", ".join(f"{task} {100 * b['baseline']:.0f}% -> {100 * b['candidate']:.0f}%"
+                     for task, b in p["by_category"].items())
+
+
 def render_result(r: dict) -> str:
     """The human report: curation quality, scores with CIs, the paired tests, forgetting."""
     c = r["curation"]
     lines = [f"Tuning Studio demo  (seed {r['seed']}{', quick' if r['quick'] else ''}; "
-             f"backend {r['backend']}; {r['total_s'] / 60:.1f} min)", ""]
+             f"backend {r['backend']}; {r['total_s'] / 60:.1f} min)", _machine(r), ""]
     lines.append(f"Curation  {r['versions']['raw']} -> {r['versions']['curated']}  "
                  f"(lineage {' -> '.join(r['lineage'])})")
     for step in c.get("steps", []):
@@ -63,6 +80,8 @@ def render_result(r: dict) -> str:
     p = r["curated_vs_raw"]
     lines += ["", f"Held-out task suite: curated - raw = {p['diff']:+.3f} "
               f"95% CI {_ci(p['ci_low'], p['ci_high'], True)}, {format_p(p['p_value'])} (n={p['n']})"]
+    if p.get("by_category"):
+        lines.append(f"  by task, raw -> curated: {_by_task(p)}")
     lines.append("Forgetting on the general suite (run - base):")
     for label, f in r["forgetting"].items():
         lines.append(f"  {label:<16} {f['diff']:+.3f} {_ci(f['ci_low'], f['ci_high'], True)}  "
@@ -84,7 +103,7 @@ def render_result(r: dict) -> str:
 def render_seeds(r: dict) -> str:
     """Per-seed and pooled figures, and whether each of the demo's three targets is met."""
     lines = [f"Tuning Studio demo over seeds {', '.join(map(str, r['seeds']))} "
-             f"({r['total_s'] / 60:.1f} min)", "",
+             f"({r['total_s'] / 60:.1f} min)", _machine(r), "",
              f"  {'seed':<5} {'raw':>7} {'curated':>8} {'curated - raw [95% CI]':>28} "
              f"{'filter P / R':>14} {'forgetting raw / cur / cur+replay':>36} {'replay [95% CI]':>26}"]
     for s in r["per_seed"]:
@@ -95,6 +114,10 @@ def render_seeds(r: dict) -> str:
                      f"{p['diff']:+.3f} {_ci(p['ci_low'], p['ci_high'], True):>19} "
                      f"{_num(d['precision']):>6} / {_num(d['recall']):<6}"
                      f"{forget:>36} {e['diff']:+.3f} {_ci(e['ci_low'], e['ci_high'], True):>19}")
+    if any(s["curated_vs_raw"].get("by_category") for s in r["per_seed"]):
+        lines += ["", "  held-out exact match by task, raw -> curated (a task is mostly learnt "
+                      "whole or not at all):"]
+        lines += [f"  seed {s['seed']:<4} {_by_task(s['curated_vs_raw'])}" for s in r["per_seed"]]
     for name, label in (("curated_vs_raw", "curated - raw, held-out suite"),
                         ("replay_effect", "curated+replay - curated, general suite")):
         g = r["pooled"][name]

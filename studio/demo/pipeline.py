@@ -99,10 +99,12 @@ def ensure_base_model(workspace: Workspace, pretrain_steps: int, progress: Progr
 
 def _paired(comparison, metric: str = "exact_match") -> Paired:
     row = next(m for m in comparison.metrics if m["metric"] == metric)
+    by_category = {b["category"]: {k: b[k] for k in ("n", "baseline", "candidate", "diff")}
+                   for b in comparison.breakdown if b["metric"] == metric}
     return Paired(baseline=comparison.baseline, candidate=comparison.candidate,
                   baseline_mean=row["baseline"]["mean"], candidate_mean=row["candidate"]["mean"],
                   diff=row["diff"], ci_low=row["ci_low"], ci_high=row["ci_high"],
-                  p_value=row["p_value"], n=row["n"])
+                  p_value=row["p_value"], n=row["n"], by_category=by_category)
 
 
 def _scores(result, labels: dict[str, str], metric: str = "exact_match") -> dict[str, Score]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from kernel.machine import describe
+
 
 @dataclass
 class StepTiming:
@@ -35,6 +37,9 @@ class Paired:
     ci_high: float
     p_value: float
     n: int
+    # task family (the suite's category) -> {n, baseline, candidate, diff}: a gain of 0.33 on a
+    # three-task suite is usually one task learnt by one run and not the other
+    by_category: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +65,7 @@ class DemoResult:
     steps: list[StepTiming] = field(default_factory=list)
     total_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    machine: dict = field(default_factory=describe)  # the CPU these figures came from
     # suite role -> label -> per-example exact match (suite order): for pooling seeds; not printed
     per_example: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from evals.stats import grouped_compare
 from kernel.errors import StudioError
+from kernel.machine import describe
 from studio.demo.attribution import pool_attribution
 from studio.demo.clock import Progress
 from studio.demo.pipeline import run_demo
@@ -41,6 +42,7 @@ class SeedsResult:
     total_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     attribution_pooled: dict = field(default_factory=dict)  # role -> steps over seeds x examples
+    machine: dict = field(default_factory=describe)  # the CPU these figures came from
 
     def to_dict(self) -> dict:
         return asdict(self)
