@@ -13,8 +13,9 @@ import shutil
 
 import pytest
 
-from kernel.machine import describe
+from kernel.machine import describe, describe_line
 from studio.cli import main
+from studio.cli.demo_cmds import render_result
 
 
 def _run_cli(args: list[str], capsys) -> dict:
@@ -70,6 +71,10 @@ def test_quick_demo_end_to_end(tmp_path, capsys, require_vllm, tiny_model):
     assert sum(b["n"] for b in by.values()) == p["n"]
     assert math.isclose(sum(b["n"] * b["diff"] for b in by.values()) / p["n"], p["diff"],
                         abs_tol=1e-9)
+    report = render_result(r).splitlines()  # the human report of the same result
+    assert report[1].startswith(f"Machine: {describe_line(r['machine'])}; torch ")
+    [tasks] = [line for line in report if line.startswith("  by task, raw -> curated: ")]
+    assert all(task in tasks for task in by)
     for label in labels[1:]:
         f = r["forgetting"][label]
         assert math.isclose(f["diff"], gen[label]["mean"] - gen["base"]["mean"], abs_tol=1e-9)

@@ -31,14 +31,15 @@ def _ci(low: float, high: float, signed: bool = False) -> str:
     return f"[{fmt.format(low)}, {fmt.format(high)}]"
 
 
-def _machine(r: dict) -> str:
-    """The CPU the figures came from: they repeat exactly on the same kind of CPU only."""
+def _machine(r: dict) -> list[str]:
+    """The CPU the figures came from (they repeat exactly on the same kind of CPU only); no
+    line for a result saved before results named their machine."""
     if not r.get("machine"):
-        return ""
+        return []
     sw = r["machine"].get("software") or {}
     libs = ", ".join(f"{k} {sw[k]}" for k in ("torch", "transformers", "peft") if k in sw)
-    return (f"Machine: {describe_line(r['machine'])}{'; ' + libs if libs else ''} (figures "
-            "repeat exactly on this kind of CPU with these versions only)")
+    return [f"Machine: {describe_line(r['machine'])}{'; ' + libs if libs else ''} (figures "
+            "repeat exactly on this kind of CPU with these versions only)"]
 
 
 def _by_task(p: dict) -> str:
@@ -51,7 +52,7 @@ def render_result(r: dict) -> str:
     """The human report: curation quality, scores with CIs, the paired tests, forgetting."""
     c = r["curation"]
     lines = [f"Tuning Studio demo  (seed {r['seed']}{', quick' if r['quick'] else ''}; "
-             f"backend {r['backend']}; {r['total_s'] / 60:.1f} min)", _machine(r), ""]
+             f"backend {r['backend']}; {r['total_s'] / 60:.1f} min)", *_machine(r), ""]
     lines.append(f"Curation  {r['versions']['raw']} -> {r['versions']['curated']}  "
                  f"(lineage {' -> '.join(r['lineage'])})")
     for step in c.get("steps", []):
@@ -103,7 +104,7 @@ def render_result(r: dict) -> str:
 def render_seeds(r: dict) -> str:
     """Per-seed and pooled figures, and whether each of the demo's three targets is met."""
     lines = [f"Tuning Studio demo over seeds {', '.join(map(str, r['seeds']))} "
-             f"({r['total_s'] / 60:.1f} min)", _machine(r), "",
+             f"({r['total_s'] / 60:.1f} min)", *_machine(r), "",
              f"  {'seed':<5} {'raw':>7} {'curated':>8} {'curated - raw [95% CI]':>28} "
              f"{'filter P / R':>14} {'forgetting raw / cur / cur+replay':>36} {'replay [95% CI]':>26}"]
     for s in r["per_seed"]:
