@@ -196,4 +196,17 @@ def run(run_dir: str | Path, resume: bool = False) -> dict:
     if trainer.is_world_process_zero():
         (run_dir / "result.json").write_text(json.dumps(summary, indent=2))
         st.write_status(run_dir, progress=1.0, step=result.global_step)
+    _leave_process_group()
     return summary
+
+
+def _leave_process_group() -> None:
+    """End a torchrun launch's process group once training succeeded, every rank together
+    (a barrier first: rank 0 may still be writing its result). Left to interpreter exit,
+    Gloo's worker threads can abort a finished rank (SIGABRT, "terminate called without an
+    active exception": pytorch/pytorch#179291) and torchrun reports the launch as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
