@@ -80,8 +80,6 @@ def python_exact_dedup(store: Store) -> int:
     return dups
 
 
-
-
 def text_search_pages(store: Store, where: str, sort: str, repeats: int = 3) -> dict:
     """Page latency of a text search: index built (first search), then index vs scan."""
     _, build = timed(browse, store, "big", where, sort, 1, 50)

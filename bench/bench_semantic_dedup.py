@@ -32,8 +32,6 @@ FILES = ["llamafactory_alpaca_en_demo.json", "alpacacleaned_gsm_8k_train.json",
          "selfinstruct_user_oriented.jsonl"]
 
 
-
-
 def load_texts(n: int, seed: int) -> list[str]:
     texts = []
     for name in FILES:

@@ -6,8 +6,9 @@ kernels that round differently (measured: 200 pretraining steps of the tiny mode
 AVX2 kernels and with its default ones end at different weights), and fine-tunes amplify
 that: the demo's seed 0 trained a raw run at 69.7% held-out exact match on one "AMD EPYC" and
 at 17.0% on another (family 25 model 1, AVX2), with the same demo code (the first machine's
-package versions were not recorded). So every printed figure names the CPU's family, model and vector instructions,
-not only its marketing name, and the versions of the packages that compute it.
+package versions were not recorded). So every printed figure names the CPU's family, model
+and vector instructions, not only its marketing name, and the versions of the packages that
+compute it.
 """
 
 from __future__ import annotations

@@ -441,6 +441,13 @@ def plain_messages_sql(system: str, instruction: str, response: str) -> str:
             f"|| {user_asst} END")
 
 
+def _create_rows_view(con: duckdb.DuckDBPyConnection) -> None:
+    """`rows`: `row_data` with `messages` derived where a plain single turn stores none."""
+    derived = plain_messages_sql("system", "instruction", "response")
+    con.execute(f"CREATE VIEW rows AS SELECT * REPLACE (coalesce(messages, {derived}) "
+                "AS messages) FROM row_data")
+
+
 @migration("0086_curation_rows_view_derived_messages")
 def _rows_view(con: duckdb.DuckDBPyConnection) -> None:
     # `messages` was a second copy of the text of every single-turn row (the same text is in
@@ -452,9 +459,7 @@ def _rows_view(con: duckdb.DuckDBPyConnection) -> None:
     # that changes the table alters `row_data` (the view picks up added columns).
     con.execute("ALTER TABLE rows RENAME TO row_data")
     con.execute("ALTER TABLE row_data ALTER COLUMN messages DROP NOT NULL")
-    derived = plain_messages_sql("system", "instruction", "response")
-    con.execute(f"CREATE VIEW rows AS SELECT * REPLACE (coalesce(messages, {derived}) "
-                "AS messages) FROM row_data")
+    _create_rows_view(con)
 
 
 # --- curation: hash columns stored uncompressed (issue 9: import at DuckDB speed) -----------
@@ -494,6 +499,4 @@ def _hash_columns_uncompressed(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP VIEW rows")
     _rebuild_uncompressed(con, "row_data", ("uid", "id", "content_hash"))
     _rebuild_uncompressed(con, "version_rows", ("uid",))
-    derived = plain_messages_sql("system", "instruction", "response")
-    con.execute(f"CREATE VIEW rows AS SELECT * REPLACE (coalesce(messages, {derived}) "
-                "AS messages) FROM row_data")
+    _create_rows_view(con)
