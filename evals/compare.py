@@ -265,7 +265,8 @@ def compare_group_scores(scores_a: dict[str, np.ndarray],
     rows = []
     for spec, a in scores_a.items():
         metric = get_metric(spec)
-        res = grouped_compare(a, scores_b[spec], seeds_a, seeds_b, n_boot=n_boot, seed=seed)
+        res = grouped_compare(a, scores_b[spec], seeds_a, seeds_b, n_boot=n_boot, seed=seed,
+                              binary=metric.binary)
         rows.append({"metric": spec, "binary": metric.binary,
                      "higher_is_better": metric.higher_is_better,
                      "baseline": float(np.mean(a)), "candidate": float(np.mean(scores_b[spec])),

@@ -351,8 +351,8 @@ def _per_seed(A: np.ndarray, B: np.ndarray, seeds_a, seeds_b) -> list[dict]:
 
 
 def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=None,
-                    n_boot: int = 4000, seed: int = 0, paired_seeds: bool = False
-                    ) -> GroupedResult:
+                    n_boot: int = 4000, seed: int = 0, paired_seeds: bool = False,
+                    binary: bool = False) -> GroupedResult:
     """Candidate group - baseline group on runs x examples score matrices (same examples).
 
     The 95% CI is the two-level bootstrap (seeds, then examples, paired), calibrated because the
@@ -368,6 +368,9 @@ def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=No
     (e.g. the demo, where each seed makes its own noisy data that raw and curated both train
     on): the unit is then the per-seed difference, and its spread is the seed variance
     (seeds resampled jointly). Independent seeds (the default) add both groups' spreads.
+
+    `binary`: the scores are 0/1 (exact match, pass/fail), so the difference lies in [-1, 1]
+    and so does the reported CI (a t interval over 3 seeds reached +1.41 in the demo).
     """
     from scipy.stats import t as student_t
 
@@ -401,6 +404,8 @@ def grouped_compare(baseline, candidate, baseline_seeds=None, candidate_seeds=No
             # t test gave p = 0.06 (the demo's 6 seeds); so the CI excludes 0 only if p < 0.05
             low, high = min(low, diff + float(q[0])), max(high, diff + float(q[1]))
         p = float(2 * student_t.sf(abs(diff) / se, df))
+    if binary:
+        low, high = max(low, -1.0), min(high, 1.0)
     per_seed = _per_seed(A, B, baseline_seeds, candidate_seeds)
     warning = None
     if min(A.shape[0], B.shape[0]) < 3:

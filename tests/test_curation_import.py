@@ -137,6 +137,10 @@ BAD_INPUTS = [
      r"array\.json line 3: malformed JSON"),
     ("notobj.jsonl", b'{"instruction": "i", "output": "o"}\n[1, 2]\n',
      r"notobj\.jsonl line 2: expected a JSON object"),
+    # an indented object is one (only text not starting with '{' is parsed for its type)
+    ("notobj_str.jsonl", b'  {"instruction": "i", "output": "o"}\n\t{"instruction": "j", '
+                         b'"output": "p"}\n"just text"\n7\n',
+     r"notobj_str\.jsonl line 3: expected a JSON object"),
 ]
 
 

@@ -202,3 +202,21 @@ def test_ci_excludes_zero_only_where_p_does_when_per_seed_differences_are_skewed
         half = student_t.ppf(0.975, res.df) * res.se  # the t test's own interval
         assert res.ci_low <= res.diff - half + 1e-12 and res.ci_high >= res.diff + half - 1e-12
         assert not (res.ci_low > 0 and res.p_value >= 0.05), (shifts, res.ci_low, res.p_value)
+
+
+def test_binary_scores_keep_the_ci_inside_minus_one_to_one():
+    """The demo's seeds 0-2 (raw 17% / 71% / 66%, curated 100% / 100% / 91% exact match): the
+    t interval over 3 seeds reached +1.41, beyond what a difference of two proportions can be.
+    With `binary` the CI stops at 1; the estimate, p and the lower end do not move."""
+    rng = np.random.default_rng(0)
+    a = np.array([rng.permutation(np.arange(300) < round(300 * m)) for m in (0.17, 0.71, 0.66)],
+                 dtype=float)
+    b = np.array([rng.permutation(np.arange(300) < round(300 * m)) for m in (1.0, 1.0, 0.91)],
+                 dtype=float)
+    args = ([0, 1, 2], [0, 1, 2])
+    plain = grouped_compare(a, b, *args, n_boot=400, paired_seeds=True)
+    clipped = grouped_compare(a, b, *args, n_boot=400, paired_seeds=True, binary=True)
+    assert plain.ci_high > 1 and clipped.ci_high == 1.0
+    assert (clipped.diff, clipped.p_value, clipped.ci_low) == (plain.diff, plain.p_value,
+                                                                plain.ci_low)
+    assert plain.ci_low < 0 < plain.diff  # three seeds this far apart: the CI covers 0

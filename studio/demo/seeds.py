@@ -59,10 +59,10 @@ def pool(results: list[DemoResult], seeds: list[int]) -> dict[str, dict]:
     return {
         "curated_vs_raw": grouped_compare(_matrix(results, "task", "raw"),
                                           _matrix(results, "task", "curated"),
-                                          seeds, seeds, paired_seeds=True).to_dict(),
+                                          seeds, seeds, paired_seeds=True, binary=True).to_dict(),
         "replay_effect": grouped_compare(_matrix(results, "general", "curated"),
                                          _matrix(results, "general", "curated+replay"),
-                                         seeds, seeds, paired_seeds=True).to_dict(),
+                                         seeds, seeds, paired_seeds=True, binary=True).to_dict(),
     }
 
 
