@@ -104,12 +104,16 @@ def adapter_hash(adapter_path: str | None) -> str | None:
     return digest
 
 
+SEEDING = "seed-per-prompt"  # how sampled outputs are seeded (SamplingConfig.seed_for)
+
+
 def cache_key(model: str, adapter: str | None, prompt_hash: str, sampling: SamplingConfig,
               sample_idx: int, backend: str) -> str:
     """`backend` is the backend's canonical identity (evals.backends.identity_text): outputs of
-    different backends or numeric settings never share a key."""
-    return sha256(json.dumps([model, adapter, prompt_hash, sampling.canonical(), sample_idx,
-                              backend]))
+    different backends or numeric settings never share a key. A sampled output's key also names
+    the seeding (`SEEDING`): samples drawn with one seed for every prompt are not reused."""
+    parts = [model, adapter, prompt_hash, sampling.canonical(), sample_idx, backend]
+    return sha256(json.dumps(parts if sampling.greedy else [*parts, SEEDING]))
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:

@@ -73,3 +73,14 @@ def test_contamination_and_curve_across_checkpoints(store, dataset, tiny_model, 
     assert curve["best"] in {p["checkpoint"] for p in curve["points"]}
     means = {p["checkpoint"]: p["mean"] for p in curve["points"]}
     assert curve["best"] == max(means, key=means.get)
+
+
+def test_each_prompt_and_sample_has_its_own_reproducible_seed():
+    s = SamplingConfig(temperature=1.0, n=3, seed=5)
+    prompts = [f"reverse word{i}" for i in range(200)]
+    seeds = {s.seed_for(p, 0) for p in prompts}
+    assert len(seeds) == len(prompts)  # no two prompts share their draws
+    assert len({s.seed_for(prompts[0], i) for i in range(3)}) == 3
+    assert s.seed_for(prompts[0], 1) == SamplingConfig(temperature=0.5, seed=5).seed_for(prompts[0], 1)
+    assert s.seed_for(prompts[0], 1) != SamplingConfig(temperature=1.0, seed=6).seed_for(prompts[0], 1)
+    assert all(0 <= x < 2**31 for x in seeds)  # what every backend accepts as a seed

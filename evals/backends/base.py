@@ -37,7 +37,7 @@ class Backend(Protocol):
 
     def generate(self, model: ModelRef, prompts: list[str],
                  sampling: SamplingConfig) -> list[list[Completion]]:
-        """For each prompt, `sampling.n` completions (sample i seeded with `sampling.seed + i`)."""
+        """For each prompt, `sampling.n` completions (sample i of a prompt seeded with `sampling.seed_for(prompt, i)`)."""
         ...
 
     def close(self) -> None: ...

@@ -107,7 +107,9 @@ class HFBackend:
         if sampling.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            torch.manual_seed(sampling.seed + sample)
+            # one generator per batch (generate() takes no per-row seed): seeded from the
+            # batch's prompts, so batches draw differently and a rerun draws the same
+            torch.manual_seed(sampling.seed_for("\x1e".join(batch), sample))
             kwargs.update(do_sample=True, temperature=sampling.temperature,
                           top_p=sampling.top_p, top_k=0)
         out = net.generate(**enc, **kwargs)

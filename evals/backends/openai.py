@@ -94,7 +94,7 @@ class OpenAIBackend:
 
         body = {"model": model_name, "max_tokens": sampling.max_new_tokens,
                 "temperature": sampling.temperature, "top_p": sampling.top_p, "n": 1,
-                "seed": sampling.seed + sample}
+                "seed": sampling.seed_for(prompt, sample)}
         if sampling.stop:
             body["stop"] = list(sampling.stop)
         if self.endpoint == "chat":

@@ -120,10 +120,11 @@ class VLLMBackend:
                          for p in prompts]
         results: list[list[Completion]] = [[] for _ in prompts]
         for sample in range(sampling.n):
-            params = SamplingParams(
+            params = [SamplingParams(  # one per prompt: each prompt has its own seed
                 max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                top_p=sampling.top_p, seed=None if sampling.greedy else sampling.seed + sample,
+                top_p=sampling.top_p, seed=None if sampling.greedy else sampling.seed_for(p, sample),
                 stop_token_ids=[eos_id], skip_special_tokens=True, stop=list(sampling.stop) or None)
+                for p in prompts]
             outs = self.llm.generate(token_prompts, params, lora_request=self._lora(model),
                                      use_tqdm=False)
             for i, out in enumerate(outs):
