@@ -184,3 +184,26 @@ def test_gate_exit_code_through_real_subprocess(env):
                          text=True, env=envv, timeout=300)
     assert bad.returncode == 3
     assert "regression gate failed" in bad.stderr and "exact_match" in bad.stderr
+
+
+def test_hf_sample_does_not_depend_on_its_batch(tiny_model):
+    """Each row samples with its own generator (seeded from its prompt): a prompt sampled alone
+    or in a batch of four, in any order, gives the same tokens, as vLLM's per-request seeds do.
+    Prompts of one token length, so padding cannot change the numbers."""
+    from evals.prompts import load_tokenizer
+
+    base = ModelRef(base_model=str(tiny_model), name=f"base:{tiny_model}")
+    prompts = render_prompts(base, [{"messages": [{"role": "user", "content": p}]}
+                                    for p in PROMPTS])
+    tok = load_tokenizer(str(tiny_model), None)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    common = max(set(lengths), key=lengths.count)
+    same = [p for p, n in zip(prompts, lengths, strict=True) if n == common][:12]
+    assert len(same) >= 8
+    hot = SamplingConfig(max_new_tokens=6, temperature=1.5, top_p=0.95, n=2, seed=11)
+    alone = HFBackend(batch_size=1).generate(base, same, hot)
+    batched = HFBackend(batch_size=4).generate(base, same[::-1], hot)[::-1]
+    ids = [[c.token_ids for c in samples] for samples in alone]
+    assert [[c.token_ids for c in samples] for samples in batched] == ids
+    assert any(s[0] != s[1] for s in ids)                   # the two samples differ somewhere
+    assert len({tuple(s[0]) for s in ids}) > 1              # and so do the prompts

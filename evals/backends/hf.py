@@ -98,8 +98,6 @@ class HFBackend:
 
     def _batch(self, net, tok, eos_id: int, batch: list[str], sampling: SamplingConfig,
                sample: int) -> list[Completion]:
-        import torch
-
         enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(self.device) for k, v in enc.items()}
         kwargs = {"max_new_tokens": sampling.max_new_tokens, "eos_token_id": eos_id,
@@ -107,11 +105,14 @@ class HFBackend:
         if sampling.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            # one generator per batch (generate() takes no per-row seed): seeded from the
-            # batch's prompts, so batches draw differently and a rerun draws the same
-            torch.manual_seed(sampling.seed_for("\x1e".join(batch), sample))
-            kwargs.update(do_sample=True, temperature=sampling.temperature,
-                          top_p=sampling.top_p, top_k=0)
+            # generate() samples a batch with one generator; each row draws with its own
+            # (`RowSampler`), so a prompt's sample does not depend on its batch
+            from transformers import LogitsProcessorList
+
+            sampler = RowSampler([sampling.seed_for(p, sample) for p in batch],
+                                 sampling.temperature, sampling.top_p)
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None,
+                          logits_processor=LogitsProcessorList([sampler]))
         out = net.generate(**enc, **kwargs)
         new = out[:, enc["input_ids"].shape[1]:].tolist()
         return [self._completion(ids, eos_id, tok, sampling) for ids in new]
@@ -130,3 +131,29 @@ class HFBackend:
     def close(self) -> None:
         self._bases.clear()
         self._adapters.clear()
+
+
+class RowSampler:
+    """A logits processor that samples each row's next token with the row's own generator
+    (temperature, then nucleus `top_p`) and leaves only that token, so greedy decoding emits
+    it: the same prompt and seed give the same sample in any batch, as vLLM's per-request
+    seeds do."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1).cpu()
+        if self.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_p.cumsum(dim=-1) - sorted_p >= self.top_p  # beyond the nucleus
+            probs = probs.scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
+        picked = torch.stack([torch.multinomial(probs[i], 1, generator=g)
+                              for i, g in enumerate(self.generators)]).to(scores.device)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, picked, 0.0)
