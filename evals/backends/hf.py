@@ -135,24 +135,26 @@ class HFBackend:
 
 class RowSampler:
     """A logits processor that samples each row's next token with the row's own generator
-    (temperature, then nucleus `top_p`) and leaves only that token, so greedy decoding emits
-    it: the same prompt and seed give the same sample in any batch, as vLLM's per-request
-    seeds do."""
+    (after transformers' own temperature and top-p warpers, as `do_sample` applies them) and
+    leaves only that token, so greedy decoding emits it: the same prompt and seed give the
+    same sample in any batch, as vLLM's per-request seeds do."""
 
     def __init__(self, seeds: list[int], temperature: float, top_p: float):
         import torch
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-        self.temperature, self.top_p = temperature, top_p
+        self.warpers = [TemperatureLogitsWarper(temperature)]
+        if top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p))
 
     def __call__(self, input_ids, scores):
         import torch
 
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1).cpu()
-        if self.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            outside = sorted_p.cumsum(dim=-1) - sorted_p >= self.top_p  # beyond the nucleus
-            probs = probs.scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
+        warped = scores.float()
+        for warp in self.warpers:
+            warped = warp(input_ids, warped)
+        probs = torch.softmax(warped, dim=-1).cpu()
         picked = torch.stack([torch.multinomial(probs[i], 1, generator=g)
                               for i, g in enumerate(self.generators)]).to(scores.device)
         out = torch.full_like(scores, float("-inf"))

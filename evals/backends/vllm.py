@@ -119,13 +119,18 @@ class VLLMBackend:
         token_prompts = [{"prompt_token_ids": tok(p, add_special_tokens=False)["input_ids"]}
                          for p in prompts]
         results: list[list[Completion]] = [[] for _ in prompts]
-        for sample in range(sampling.n):
-            params = [SamplingParams(  # one per prompt: each prompt has its own seed
+
+        def params(seed: int | None) -> SamplingParams:
+            return SamplingParams(
                 max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                top_p=sampling.top_p, seed=None if sampling.greedy else sampling.seed_for(p, sample),
-                stop_token_ids=[eos_id], skip_special_tokens=True, stop=list(sampling.stop) or None)
-                for p in prompts]
-            outs = self.llm.generate(token_prompts, params, lora_request=self._lora(model),
+                top_p=sampling.top_p, seed=seed, stop_token_ids=[eos_id],
+                skip_special_tokens=True, stop=list(sampling.stop) or None)
+
+        for sample in range(sampling.n):
+            # greedy: one set for all; sampled: one per prompt, each with its own seed
+            per_prompt = params(None) if sampling.greedy else [
+                params(sampling.seed_for(p, sample)) for p in prompts]
+            outs = self.llm.generate(token_prompts, per_prompt, lora_request=self._lora(model),
                                      use_tqdm=False)
             for i, out in enumerate(outs):
                 o = out.outputs[0]
