@@ -89,12 +89,23 @@ def _register_normalizer(con) -> None:
                         type="arrow", side_effects=False)
 
 
+# Keeper policies besides score:NAME. tidy: the member whose messages need the least whitespace
+# clean-up (padding at either end, runs of spaces or tabs), then the first: of a padded copy and
+# the original, a model trained on the kept row should see the form the rest of the data has.
+KEEP_POLICIES = ("first", "longest", "tidy")
+_UNTIDY_SQL = ("list_sum(list_transform(json_extract_string(r.messages, '$[*].content'), lambda c: "
+               "length(coalesce(c, '')) - length(regexp_replace(regexp_replace(coalesce(c, ''), "
+               "'[ \\t]{2,}', ' ', 'g'), '^\\s+|\\s+$', '', 'g'))))")
+
+
 def _keep_order(keep: str, con, dataset: str, chain: list[str]) -> tuple[str, str, list]:
     """(extra JOIN, ORDER BY expression choosing the keeper first, params) for a policy."""
     if keep == "first":
         return "", "r.source_file, r.source_line", []
     if keep == "longest":
         return "", "length(r.response) DESC, r.source_file, r.source_line", []
+    if keep == "tidy":
+        return "", f"{_UNTIDY_SQL}, r.source_file, r.source_line", []
     if keep.startswith("score:"):
         name = keep.split(":", 1)[1]
         known = V.known_scores(con, dataset, chain)
@@ -105,7 +116,8 @@ def _keep_order(keep: str, con, dataset: str, chain: list[str]) -> tuple[str, st
                 "version = ? AND name = ?) ks ON ks.rid = r.rid")
         return join, "ks.kv DESC NULLS LAST, r.source_file, r.source_line", \
             [dataset, known[name], name]
-    raise StudioError(f"dedup: unknown keeper policy {keep!r}; use first, longest or score:NAME")
+    raise StudioError(f"dedup: unknown keeper policy {keep!r}; use {', '.join(KEEP_POLICIES)} "
+                      "or score:NAME")
 
 
 def _write(con, dataset: str, version: str, method: str, params: dict, name: str) -> str:

@@ -16,6 +16,7 @@ from curation.dedup import clusters, dedup
 from curation.importer import import_file
 from curation.near_dedup import TOKEN
 from curation.semantic import leader_clusters, tfidf_vectors
+from kernel.errors import StudioError
 
 # <repo>/../shared in CI; STUDIO_REAL_DATA points elsewhere (e.g. from a git worktree)
 REAL = Path(os.environ.get("STUDIO_REAL_DATA", Path(__file__).resolve().parents[1].parent
@@ -155,3 +156,33 @@ def test_no_flagged_row_is_far_from_its_keeper_on_real_data(store, tmp_path, fil
     far = [k for k, kk in enumerate(keeper) if kk != k and _jaccard(all_texts[k],
                                                                    all_texts[kk]) < 0.8]
     assert far
+
+
+def test_tidy_keeps_the_copy_without_stray_whitespace(store, tmp_path):
+    """keep=tidy: of a whitespace-padded copy (first in the file) and the original, the
+    original stays, in exact and in near dedup; first would keep the padded one."""
+    words = " ".join(f"tok{k}" for k in range(30))
+    rows = [{"id": "padded", "instruction": "  " + words.replace("tok5 ", "tok5   ") + " ",
+             "output": "answer"},
+            {"id": "tidy", "instruction": words, "output": "answer"},
+            {"id": "edited", "instruction": words + " please", "output": "answer  "},
+            {"id": "other", "instruction": "something else entirely", "output": "x"}]
+    f = tmp_path / "t.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    import_file(store, f, "t")
+    for method, kwargs in (("exact", {}), ("near", {"threshold": 0.7})):
+        first = dedup(store, "t@v1", method, keep="first", **kwargs)
+        tidy = dedup(store, "t@v1", method, keep="tidy", **kwargs)
+        (c_first,), _ = clusters(store, first["ref"])
+        (c_tidy,), _ = clusters(store, tidy["ref"])
+        keeper = {m["uid"]: m["id"] for m in c_tidy["members"]}[c_tidy["keeper"]]
+        assert keeper == "tidy", (method, c_tidy)
+        assert {m["uid"]: m["id"] for m in c_first["members"]}[c_first["keeper"]] == "padded"
+
+
+def test_unknown_keeper_policy_names_the_choices(store, tmp_path):
+    f = tmp_path / "u.jsonl"
+    f.write_text(json.dumps({"instruction": "a", "output": "b"}))
+    import_file(store, f, "u")
+    with pytest.raises(StudioError, match="first, longest, tidy or score:NAME"):
+        dedup(store, "u", "exact", keep="neatest")

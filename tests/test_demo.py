@@ -15,7 +15,7 @@ import pytest
 
 from kernel.machine import describe, describe_line
 from studio.cli import main
-from studio.cli.demo_cmds import render_result
+from studio.cli.demo_cmds import render_result, render_seeds
 
 
 def _run_cli(args: list[str], capsys) -> dict:
@@ -71,7 +71,17 @@ def test_quick_demo_end_to_end(tmp_path, capsys, require_vllm, tiny_model):
     assert sum(b["n"] for b in by.values()) == p["n"]
     assert math.isclose(sum(b["n"] * b["diff"] for b in by.values()) / p["n"], p["diff"],
                         abs_tol=1e-9)
+    # the claim's metric: the held-out suite sampled, raw and curated only; an item scores the
+    # share of its samples that are right, so with 4 samples means are multiples of 1/(4 n)
+    ps = r["curated_vs_raw_sampled"]
+    assert ps["n"] == len(heldout) and set(ps["by_category"]) == set(by)
+    assert ps["ci_low"] <= ps["diff"] <= ps["ci_high"]
+    for mean in (ps["baseline_mean"], ps["candidate_mean"]):
+        assert 0 <= mean <= 1 and math.isclose(mean * 4 * ps["n"], round(mean * 4 * ps["n"]),
+                                                abs_tol=1e-6)
+    assert r["suites"]["task_sampled"] == "demo-heldout-s1-sampled" and "task_sampled" not in r["scores"]
     report = render_result(r).splitlines()  # the human report of the same result
+    assert any(line.startswith("  sampled (the claim's metric") for line in report)
     assert report[1].startswith(f"Machine: {describe_line(r['machine'])}; torch ")
     [tasks] = [line for line in report if line.startswith("  by task, raw -> curated: ")]
     assert all(task in tasks for task in by)
@@ -128,8 +138,17 @@ def test_quick_demo_over_two_seeds_pools_them_and_judges_the_targets(tmp_path, c
         assert steps[0] == "exact dedup" and steps[-1] == "+ replay", steps
         assert all(len(s["per_seed"]) == 2 for s in att["steps"])
     assert set(r["attribution_pooled"]) == {"task", "general"}
+    sampled = r["pooled"]["curated_vs_raw_sampled"]
+    per_seed_sampled = [s["curated_vs_raw_sampled"]["diff"] for s in r["per_seed"]]
+    assert math.isclose(sampled["diff"], sum(per_seed_sampled) / 2, abs_tol=1e-9)
     t = r["targets"]
-    assert t["curated_beats_raw"]["met"] == (pooled["ci_low"] > 0)
+    # the claim is judged on the sampled metric; greedy is pooled and shown beside it
+    assert t["curated_beats_raw"]["metric"] == "curated_vs_raw_sampled"
+    assert t["curated_beats_raw"]["met"] == (sampled["ci_low"] > 0)
+    assert f"{pooled['diff']:+.3f}" in t["curated_beats_raw"]["detail"]
+    report = render_seeds(r)
+    assert "pooled curated - raw, held-out suite sampled:" in report
+    assert "pooled curated - raw, held-out suite greedy:" in report
     for seed_result, f in zip(r["per_seed"], t["noisy_label_filter"]["per_seed"], strict=True):
         d = seed_result["curation"]["detector"]
         assert f["met"] == ((d["precision"] or 0) >= 0.9 and (d["recall"] or 0) >= 0.8)

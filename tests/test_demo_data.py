@@ -135,3 +135,33 @@ def test_curation_score_counts_right_and_wrong_removals(tmp_path: Path):
     clean = sorted(all_ids - data.bad_label_ids - copied)[:3]
     worse = data.score_curation(all_ids, all_ids - data.bad_label_ids - data.duplicate_ids - set(clean))
     assert worse["false_positives"] == 3 and worse["precision"] < 1.0
+
+
+def _answer_as_written(instruction: str, family: str) -> str:
+    """The right answer from the instruction's words exactly as written (case kept, filler
+    words kept): what a model reading that instruction should answer."""
+    tokens = [t for t in (t.strip("?.!:") for t in instruction.split()) if t]
+    if family == "last_word":
+        return tokens[-1]
+    if family == "swap_words":
+        return f"{tokens[-1]} {tokens[-2]}"
+    at = tokens.index("and")           # join {w1} and {w2} with a dash / connect ... using a dash
+    return f"{tokens[at - 1]}-{tokens[at + 1]}"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_near_copies_of_clean_rows_keep_their_answer_right_as_written(tmp_path: Path, seed: int):
+    """A near copy must not be a hidden wrong label: upper-casing a whole instruction or adding
+    a word at its end ('give the last word of a b c please' -> 'c') made the copied answer
+    wrong for the copy while the ground truth counted it clean."""
+    data = build_demo_data(tmp_path, DemoDataConfig(), seed=seed)
+    records = {r["id"]: r for r in _read(data.train_path)}
+    bad = data.bad_label_ids
+    checked = 0
+    for rid in data.planted["near_dup"]:
+        if rid in bad:
+            continue
+        instruction, response = _pair(records[rid])
+        assert _answer_as_written(instruction, records[rid]["category"]) == response, records[rid]
+        checked += 1
+    assert checked > 50

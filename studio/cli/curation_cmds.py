@@ -163,7 +163,8 @@ def filter_cmd(ctx, ref, where, out, as_json):
 @click.option("--threshold", type=float, default=None,
               help="near: Jaccard (default 0.8); semantic: cosine (default 0.9).")
 @click.option("--keep", default="first", show_default=True,
-              help="Keeper per cluster: first, longest or score:NAME (highest).")
+              help="Keeper per cluster: first, longest (response), tidy (least stray whitespace, then "
+                   "first) or score:NAME (highest).")
 @click.option("--model", default=None, help="semantic: sentence-transformers path or name.")
 @click.option("--num-perm", default=128, show_default=True, help="near: MinHash permutations.")
 @click.option("--ngram", default=3, show_default=True,

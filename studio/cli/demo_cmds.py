@@ -83,6 +83,13 @@ def render_result(r: dict) -> str:
               f"95% CI {_ci(p['ci_low'], p['ci_high'], True)}, {format_p(p['p_value'])} (n={p['n']})"]
     if p.get("by_category"):
         lines.append(f"  by task, raw -> curated: {_by_task(p)}")
+    ps = r.get("curated_vs_raw_sampled")
+    if ps:
+        lines += [f"  sampled (the claim's metric; share of samples right): raw "
+                  f"{_pct(ps['baseline_mean'])}, curated {_pct(ps['candidate_mean'])}, curated - "
+                  f"raw = {ps['diff']:+.3f} 95% CI {_ci(ps['ci_low'], ps['ci_high'], True)}, "
+                  f"{format_p(ps['p_value'])}",
+                  f"  sampled by task, raw -> curated: {_by_task(ps)}"]
     lines.append("Forgetting on the general suite (run - base):")
     for label, f in r["forgetting"].items():
         lines.append(f"  {label:<16} {f['diff']:+.3f} {_ci(f['ci_low'], f['ci_high'], True)}  "
@@ -115,12 +122,22 @@ def render_seeds(r: dict) -> str:
                      f"{p['diff']:+.3f} {_ci(p['ci_low'], p['ci_high'], True):>19} "
                      f"{_num(d['precision']):>6} / {_num(d['recall']):<6}"
                      f"{forget:>36} {e['diff']:+.3f} {_ci(e['ci_low'], e['ci_high'], True):>19}")
+    if all(s.get("curated_vs_raw_sampled") for s in r["per_seed"]):
+        lines += ["", "  held-out suite sampled (the claim's metric), raw / curated / curated - raw:"]
+        lines += [f"  seed {s['seed']:<4} {_pct(p['baseline_mean'])} / {_pct(p['candidate_mean'])}"
+                  f" / {p['diff']:+.3f} {_ci(p['ci_low'], p['ci_high'], True)};  by task "
+                  f"{_by_task(p)}"
+                  for s in r["per_seed"] for p in [s["curated_vs_raw_sampled"]]]
     if any(s["curated_vs_raw"].get("by_category") for s in r["per_seed"]):
-        lines += ["", "  held-out exact match by task, raw -> curated (a task is mostly learnt "
-                      "whole or not at all):"]
+        lines += ["", "  held-out exact match (greedy) by task, raw -> curated (a task is mostly "
+                      "learnt whole or not at all):"]
         lines += [f"  seed {s['seed']:<4} {_by_task(s['curated_vs_raw'])}" for s in r["per_seed"]]
-    for name, label in (("curated_vs_raw", "curated - raw, held-out suite"),
+    lines.append("")
+    for name, label in (("curated_vs_raw_sampled", "curated - raw, held-out suite sampled"),
+                        ("curated_vs_raw", "curated - raw, held-out suite greedy"),
                         ("replay_effect", "curated+replay - curated, general suite")):
+        if name not in r["pooled"]:
+            continue
         g = r["pooled"][name]
         lines.append(f"  pooled {label}: {g['diff']:+.3f} {_ci(g['ci_low'], g['ci_high'], True)}, "
                      f"p = {g['p_value']:.3g} (two-level CI over {g['n_seeds_baseline']} seeds x "

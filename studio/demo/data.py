@@ -184,19 +184,24 @@ def _truncate(text: str, rng: random.Random) -> str:
 
 
 def _near_variant(text: str, kind: str, rng: random.Random) -> str:
-    """The same instruction, written a little differently (the response stays the same)."""
+    """The same instruction, written a little differently, so that the response stays right.
+
+    Every change leaves the words the answer copies as they were: upper-casing the whole
+    instruction or adding a word at its end would make the copied response wrong for it
+    ('give the last word of a b c please' -> 'c'), a planted wrong label counted as clean.
+    The random draws are the same as they always were, so the rest of the data is unchanged."""
     if kind == "whitespace":
         words = text.split(" ")
         i = rng.randrange(len(words))
         words[i] = words[i] + "  "
         return "  " + " ".join(words) + " "
     if kind == "case":
-        return text.upper() if rng.random() < 0.5 else text.capitalize()
+        rng.random()              # (drawn as before: it once chose upper-casing everything)
+        return text[:1].upper() + text[1:]   # every template starts with a fixed word
     if kind == "punctuation":
         return text + rng.choice(("?", ".", "!", " :"))
-    words = text.split(" ")       # word_edit: add one polite or filler word somewhere
-    words.insert(rng.choice((0, len(words))), rng.choice(("please", "now", "kindly")))
-    return " ".join(words)
+    rng.choice((0, 1))            # word_edit: a polite or filler word in front (drawn as before)
+    return rng.choice(("please", "now", "kindly")) + " " + text
 
 
 def _to_record(row: dict, variant: int) -> dict:

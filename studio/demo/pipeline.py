@@ -130,25 +130,34 @@ def pick_backend(requested: str, progress: Progress) -> tuple[str, list[str]]:
 
 
 def _evaluate_all(store: Store, suites: dict[str, str], checkpoints: dict[str, str],
-                  backend_name: str) -> dict:
-    """Every checkpoint on both suites through ONE backend instance (one vLLM engine)."""
+                  backend_name: str, only: dict[str, list[str]] | None = None) -> dict:
+    """Every checkpoint on every suite through ONE backend instance (one vLLM engine); `only`
+    names, per suite role, the checkpoint labels that role needs (default: all)."""
     refs = [resolve_model(store, c) for c in checkpoints.values()]
     options = {"max_model_len": 128} if backend_name == "vllm" else {}
     backend = get_backend(backend_name, refs, **options)
+    labels = only or {}
     try:
-        return {role: evaluate(store, suite, list(checkpoints.values()), backend=backend)
+        return {role: evaluate(store, suite, [checkpoints[k] for k in labels.get(role, checkpoints)],
+                               backend=backend)
                 for role, suite in suites.items()}
     finally:
         backend.close()
 
 
-def _make_suites(store: Store, data: DemoData, seed: int) -> dict[str, str]:
-    names = {"task": f"demo-heldout-s{seed}", "general": f"demo-general-s{seed}"}
-    sampling = {"max_new_tokens": 16}
-    suite_from_file(store, names["task"], data.heldout_path, replace=True, role="task",
-                    metrics=["exact_match"], sampling=sampling)
-    suite_from_file(store, names["general"], data.general_path, replace=True, role="general",
-                    metrics=["exact_match"], sampling=sampling)
+def _make_suites(store: Store, data: DemoData, seed: int, settings: DemoSettings
+                 ) -> dict[str, str]:
+    """The held-out suite greedy and sampled (the claim's metric), and the general suite."""
+    names = {"task": f"demo-heldout-s{seed}", "general": f"demo-general-s{seed}",
+             "task_sampled": f"demo-heldout-s{seed}-sampled"}
+    greedy = {"max_new_tokens": 16}
+    sampled = {**greedy, "temperature": settings.claim_temperature, "top_p": 1.0,
+               "n": settings.claim_samples}
+    for role, path, sampling in (("task", data.heldout_path, greedy),
+                                 ("general", data.general_path, greedy),
+                                 ("task_sampled", data.heldout_path, sampled)):
+        suite_from_file(store, names[role], path, replace=True, role=role.split("_")[0],
+                        metrics=["exact_match"], sampling=sampling)
     return names
 
 
@@ -175,7 +184,9 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
                                suite_seed=suite_seed)
         dataset = _unique_name(store, f"demo-s{seed}")
         imported = _import(store, data, dataset)
-        suites = _make_suites(store, data, seed if suite_seed is None else suite_seed)
+        all_suites = _make_suites(store, data, seed if suite_seed is None else suite_seed,
+                                  settings)
+        suites = {role: all_suites[role] for role in ("task", "general")}
         progress(f"      {data.n_train} rows ({len(data.bad_label_ids)} wrong/empty/truncated, "
                  f"{len(data.duplicate_ids)} planted copies); suites: {data.n_heldout} held-out, "
                  f"{data.n_general} general")
@@ -208,13 +219,18 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
     runs = {"raw": raw, "curated": curated, "curated+replay": replay}
     checkpoints = {"base": base_checkpoint_id(model),
                    **{label: run.last for label, run in runs.items()}}
-    with clock.step("evaluate", f"4 checkpoints x 2 suites through {backend}"):
-        results = _evaluate_all(store, suites, checkpoints, backend)
+    with clock.step("evaluate", f"4 checkpoints x 2 suites through {backend}, raw and curated "
+                    f"sampled ({settings.claim_samples} at T={settings.claim_temperature:g})"):
+        results = _evaluate_all(store, all_suites, checkpoints, backend,
+                                only={"task_sampled": ["raw", "curated"]})
+        sampled = results.pop("task_sampled")
 
     with clock.step("compare", "paired statistics"):
         task, general = results["task"], results["general"]
         c = checkpoints
         curated_vs_raw = _paired(compare_results(task, c["raw"], c["curated"], seed=seed))
+        curated_vs_raw_sampled = _paired(compare_results(sampled, c["raw"], c["curated"],
+                                                         seed=seed))
         forgetting = {label: _paired(compare_results(general, c["base"], c[label], seed=seed))
                       for label in LABELS[1:]}
         replay_effect = _paired(compare_results(general, c["curated"], c["curated+replay"],
@@ -246,12 +262,15 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
     per_example = {role: {label: res.scores[ckpt]["exact_match"].tolist()
                           for label, ckpt in checkpoints.items()}
                    for role, res in results.items()}
+    per_example["task_sampled"] = {label: sampled.scores[checkpoints[label]]["exact_match"].tolist()
+                                   for label in ("raw", "curated")}
     return DemoResult(
         workspace=str(ws.root), seed=seed, quick=quick, backend=backend, base_model=str(model),
         dataset=dataset, versions={"raw": imported["raw"], "heuristic": heuristic_ref,
                                    "curated": curated_ref, "replay": replay_ref},
         lineage=_lineage(store, curated_ref), curation=curation, checkpoints=checkpoints,
-        suites=suites, scores=scores, curated_vs_raw=curated_vs_raw, forgetting=forgetting,
+        suites=all_suites, scores=scores, curated_vs_raw=curated_vs_raw,
+        curated_vs_raw_sampled=curated_vs_raw_sampled, forgetting=forgetting,
         replay_effect=replay_effect, learning=learning, attribution=attribution,
         steps=clock.steps, total_s=clock.elapsed(), notes=notes, per_example=per_example)
 
@@ -355,9 +374,10 @@ def _dedup_and_heuristics(store: Store, raw_ref: str, settings: DemoSettings
                           ) -> tuple[list[dict], str]:
     """Exact dedup, near dedup, heuristic scores, then a filter dropping empty answers + dups."""
     n_raw = _kept(store, raw_ref)
-    exact = dedup(store, raw_ref, method="exact")
+    exact = dedup(store, raw_ref, method="exact", keep=settings.dedup_keep)
     exact["n_kept"] = _kept(store, exact["ref"])
-    near = dedup(store, exact["ref"], method="near", threshold=settings.near_dup_threshold)
+    near = dedup(store, exact["ref"], method="near", threshold=settings.near_dup_threshold,
+                 keep=settings.dedup_keep)
     near["n_kept"] = _kept(store, near["ref"])
     scored = score(store, near["ref"], "heuristic")
     kept = filter_version(store, scored["ref"], [

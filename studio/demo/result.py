@@ -56,12 +56,15 @@ class DemoResult:
     checkpoints: dict[str, str]        # label -> checkpoint id
     suites: dict[str, str]             # 'task' / 'general' -> suite name
     scores: dict[str, dict[str, Score]]  # suite role -> label -> Score
-    curated_vs_raw: Paired             # on the held-out task suite
+    curated_vs_raw: Paired             # on the held-out task suite, greedy
     forgetting: dict[str, Paired]      # label -> (run - base) on the general suite
     replay_effect: Paired              # curated+replay - curated on the general suite
     # suite role -> evals.ablation.step_differences: each curation step vs the one before
     attribution: dict = field(default_factory=dict)
     learning: dict[str, dict] = field(default_factory=dict)  # label -> health.LearningCheck
+    # curated - raw on the held-out suite sampled (DemoSettings.claim_temperature and
+    # claim_samples; an item scores the share of its samples that are right): the claim's metric
+    curated_vs_raw_sampled: Paired | None = None
     steps: list[StepTiming] = field(default_factory=list)
     total_s: float = 0.0
     notes: list[str] = field(default_factory=list)

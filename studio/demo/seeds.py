@@ -7,7 +7,11 @@ for all, so the runs of every seed are scored on the same examples and curated -
 pooled with the two-level (seeds x examples) CI of `evals.stats.grouped_compare`.
 
 Targets, checked on what the runs gave (never adjusted):
-- curated beats raw: the pooled CI of curated - raw on the held-out suite lies above 0;
+- curated beats raw: the pooled CI of curated - raw on the held-out suite, sampled
+  (`DemoSettings.claim_temperature`, `claim_samples`), lies above 0; greedy is pooled and
+  printed beside it. Sampled was chosen on development seeds 6-11, 14 and 15 (README,
+  measurements S and T), before seeds 0-2 were run with it: greedy exact match sees a task's
+  mode only, and its spread over seeds is whether a raw run's mode tips;
 - the noisy-label filter has recall >= 0.8 at precision >= 0.9 on every seed;
 - replay reduces forgetting on every seed: curated+replay - curated on the general suite has
   its 95% CI above 0.
@@ -56,7 +60,7 @@ def pool(results: list[DemoResult], seeds: list[int]) -> dict[str, dict]:
     """curated - raw (held-out) and curated+replay - curated (general), pooled over seeds.
     Paired by seed: a seed's runs all train on that seed's own noisy data, so the per-seed
     difference is the unit (the seeds' shared luck cancels in it)."""
-    return {
+    out = {
         "curated_vs_raw": grouped_compare(_matrix(results, "task", "raw"),
                                           _matrix(results, "task", "curated"),
                                           seeds, seeds, paired_seeds=True, binary=True).to_dict(),
@@ -64,11 +68,20 @@ def pool(results: list[DemoResult], seeds: list[int]) -> dict[str, dict]:
                                          _matrix(results, "general", "curated+replay"),
                                          seeds, seeds, paired_seeds=True, binary=True).to_dict(),
     }
+    if all("task_sampled" in r.per_example for r in results):
+        # an item's score is the share of its samples that are right: not binary
+        out["curated_vs_raw_sampled"] = grouped_compare(
+            _matrix(results, "task_sampled", "raw"), _matrix(results, "task_sampled", "curated"),
+            seeds, seeds, paired_seeds=True).to_dict()
+    return out
 
 
 def judge(per_seed: list[dict], pooled: dict[str, dict]) -> dict[str, dict]:
     """Whether each of the three targets is met, with the figures that decide it."""
-    c = pooled["curated_vs_raw"]
+    metric = "curated_vs_raw_sampled" if "curated_vs_raw_sampled" in pooled else "curated_vs_raw"
+    c, g = pooled[metric], pooled["curated_vs_raw"]
+    greedy = ("" if metric == "curated_vs_raw" else
+              f" (greedy, reported only: {g['diff']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}])")
     filters = [{"seed": r["seed"], "precision": r["curation"]["detector"]["precision"],
                 "recall": r["curation"]["detector"]["recall"]} for r in per_seed]
     for f in filters:
@@ -78,9 +91,10 @@ def judge(per_seed: list[dict], pooled: dict[str, dict]) -> dict[str, dict]:
               for r in per_seed]
     return {
         "curated_beats_raw": {
-            "met": c["ci_low"] > 0,
-            "detail": f"pooled curated - raw {c['diff']:+.3f} [{c['ci_low']:+.3f}, "
-                      f"{c['ci_high']:+.3f}] must lie above 0"},
+            "met": c["ci_low"] > 0, "metric": metric,
+            "detail": f"pooled curated - raw{', sampled,' if metric != 'curated_vs_raw' else ''} "
+                      f"{c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] must lie "
+                      f"above 0{greedy}"},
         "noisy_label_filter": {
             "met": all(f["met"] for f in filters), "per_seed": filters,
             "detail": f"recall >= {MIN_RECALL} at precision >= {MIN_PRECISION} on every seed"},

@@ -31,9 +31,19 @@ class DemoSettings:
     batch_size: int = 16              # examples per step
     lora_r: int = 16                  # LoRA rank (a rank vLLM accepts)
     near_dup_threshold: float = 0.8   # MinHash Jaccard threshold for near duplicates
+    dedup_keep: str = "tidy"          # keeper of each duplicate cluster: with 'first', a padded
+    #                                   copy that came first in the shuffled file was kept in place
+    #                                   of its original, and the filter then flagged it (a rare
+    #                                   form has a high loss): 5-8 false positives a seed
     min_response_chars: int = 1       # heuristic: responses shorter than this (stripped) are dropped
     replay_fraction: float = 0.3      # replay rows added to the curated set, as a share of it
     backend: str = "vllm"             # evaluation backend; 'hf' only when vLLM is missing
+    claim_temperature: float = 1.0    # curated - raw is judged on held-out exact match of samples
+    claim_samples: int = 4            # at this temperature (this many per item), beside greedy:
+    #                                   greedy shows a task's mode only, so a raw run whose mode
+    #                                   survives 25% wrong labels scores as if it had none, and its
+    #                                   spread over seeds (sd/mean 0.62 on 8 development seeds,
+    #                                   one below 0) is which runs tip over; sampled: 0.32, all > 0
     detector: str = "oof"             # noisy-label score: oof (out-of-fold), in-sample or early
     oof_folds: int = 3                # k fold runs for the oof detector (same LoRA settings)
     early_step: int = 60              # the early checkpoint the 'early' detector scores with
@@ -57,6 +67,13 @@ class DemoSettings:
                               f"got {self.detector!r}")
         if self.oof_folds < 2:
             raise StudioError("demo settings: field 'oof_folds' must be >= 2")
+        if not 0 < self.claim_temperature <= 2:
+            raise StudioError("demo settings: field 'claim_temperature' must be in (0, 2]")
+        if self.claim_samples < 1:
+            raise StudioError("demo settings: field 'claim_samples' must be >= 1")
+        if self.dedup_keep not in ("first", "longest", "tidy"):
+            raise StudioError(f"demo settings: field 'dedup_keep' must be first, longest or tidy, "
+                              f"got {self.dedup_keep!r}")
         if self.backend not in ("vllm", "hf"):
             raise StudioError(f"demo settings: field 'backend' must be vllm or hf, got {self.backend!r}")
 

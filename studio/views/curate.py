@@ -10,7 +10,7 @@ import streamlit as st
 from curation.browse import count, filter_version
 from curation.datasets import diff
 from curation.decontam import decontaminate
-from curation.dedup import DEDUP_METHODS, clusters, dedup, save_keepers
+from curation.dedup import DEDUP_METHODS, KEEP_POLICIES, clusters, dedup, save_keepers
 from curation.filters import Condition
 from curation.overview import score_ranges
 from curation.scoring import SCORERS, score
@@ -117,16 +117,19 @@ def summary(result) -> None:
 
 
 def dedup_tab() -> None:
-    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    a, b, k, c = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
     method = a.radio("Method", DEDUP_METHODS, horizontal=True, key="dedup_method",
                      help="exact: same conversation after normalizing Unicode, case, spaces · "
                           "near: MinHash Jaccard similarity · semantic: embedding cosine.")
     threshold = b.slider("Similarity threshold", 0.5, 1.0, 0.8, 0.01, key="dedup_threshold",
                          disabled=method == "exact",
                          help="Pairs at or above it fall into one cluster; lower finds more.")
+    keep = k.selectbox("Keeper", KEEP_POLICIES, key="dedup_keep",
+                       help="Which row of a cluster stays: the first in the file, the longest "
+                            "response, or the tidiest (least stray whitespace, then first).")
     if c.button("Run dedup", type="primary", icon=":material/play_arrow:",
                 disabled=background.any_running("Dedup", SCOPE)):
-        kwargs = {} if method == "exact" else {"threshold": threshold}
+        kwargs = {"keep": keep} if method == "exact" else {"threshold": threshold, "keep": keep}
         run_step("Dedup", f"Dedup ({method}) of {ref}", dedup, store(), ref, method=method, **kwargs)
     st.caption("Dedup never deletes: it saves a new version where each cluster keeps one row "
                "and flags the rest.")
@@ -183,7 +186,7 @@ def clusters_review() -> None:
 
 
 def scores_tab() -> None:
-    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    a, b, k, c = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
     scorer = a.selectbox("Scorer", SCORERS, key="scorer",
                          help="heuristic: lengths, repetition, language… (instant, SQL). "
                               "perplexity / ifd / model: per-example response loss under a "
