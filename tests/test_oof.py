@@ -99,3 +99,48 @@ def test_oof_scores_each_row_with_the_model_that_never_saw_it(store, tmp_path, t
     assert params["runs"] == [r["run_id"] for r in got["runs"]]
     out = drop_high_loss(store, "d@oof", group_by="none", min_group=5)  # denoise's default score
     assert out["score"] == OOF_SCORE and out["n_scored"] == len(recs)
+
+
+def _import_clean(store, tmp_path, n: int) -> list[dict]:
+    rows = generate(["last_word", "join_dash"], n, seed=5)
+    path = tmp_path / "c.jsonl"
+    recs = [{"id": f"c{i:03d}", "instruction": r["instruction"], "output": r["response"],
+             "category": r["category"]} for i, r in enumerate(rows)]
+    path.write_text("".join(json.dumps(x) + "\n" for x in recs))
+    import_file(store, path, "c")
+    return recs
+
+
+@pytest.mark.slow
+def test_a_fold_model_that_did_not_learn_a_task_is_retrained_once(store, tmp_path, tiny_model):
+    """Two optimizer steps teach nothing: every task's held-out losses stay flat (no spread),
+    so each fold is trained once more with the next seed, and each task keeps whichever of
+    the two models' losses spread more; with retry=False nothing is retrained."""
+    recs = _import_clean(store, tmp_path, n=48)      # 24 held-out rows per task and fold
+    cfg = TrainConfig(base_model=str(tiny_model), max_steps=2, batch_size=8, packing=False,
+                      learning_rate=1e-4, seed=7)
+    got = score_out_of_fold(store, "c", cfg, folds=2, seed=0, out="oof")
+    by_id = {r["id"]: r for r in load_rows(store, "c")}
+    scored = {r["id"]: r["loss"] for r in row_losses(store, "c@oof")}
+    assert set(scored) == {r["id"] for r in recs}
+    for run in got["runs"]:
+        retry = run["retry"]
+        assert retry and set(retry["tasks"]) == {"last_word", "join_dash"}, run
+        assert jobs.get_run(store, retry["run_id"])["config"]["seed"] == cfg.seed + 1
+        assert jobs.get_run(store, run["run_id"])["config"]["seed"] == cfg.seed
+        held = [i for i, r in by_id.items() if i not in {x["id"] for x in read_jsonl(
+            Path(jobs.get_run(store, run["run_id"])["run_dir"]) / "train.jsonl")}]
+        for task, t in retry["tasks"].items():
+            assert t["used"] == (t["retry_spread"] > t["spread"])
+            # the stored losses are the response losses under the model the task kept
+            model = resolve(store, retry["checkpoint"] if t["used"] else run["checkpoint"])
+            ids = [i for i in held if by_id[i]["category"] == task]
+            cond, _ = response_losses(ModelScoreConfig(model=model.base_model,
+                                                       adapter=model.adapter_path, max_length=512),
+                                      [by_id[i]["messages"] for i in ids])
+            assert [scored[i] for i in ids] == pytest.approx(list(cond), rel=1e-4), task
+    params = show(store, "c@oof")["params"]
+    params = params if isinstance(params, dict) else json.loads(params)
+    assert {int(k) for k in params["retries"]} == {0, 1}
+    plain = score_out_of_fold(store, "c", cfg, folds=2, seed=0, out="oof-plain", retry=False)
+    assert all(run["retry"] is None for run in plain["runs"])

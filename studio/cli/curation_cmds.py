@@ -242,11 +242,14 @@ def keep_cmd(ctx, ref, choices, out, as_json):
 @click.option("--train-steps", default=300, show_default=True, help=f"{OOF_SCORER}: steps per fold run.")
 @click.option("--learning-rate", default=1e-3, show_default=True, help=f"{OOF_SCORER}: LoRA learning rate.")
 @click.option("--seed", default=0, show_default=True, help=f"{OOF_SCORER}: fold split and training seed.")
+@click.option("--retry/--no-retry", default=True, show_default=True,
+              help=f"{OOF_SCORER}: train a fold model that did not learn a task once more "
+                   "(next seed); otherwise that task's rows stay unjudged.")
 @click.option("--out", default=None, help="Name of the new version (default vN).")
 @json_option
 @click.pass_context
 def score_cmd(ctx, ref, scorer, model, batch_size, max_length, folds, train_steps, learning_rate,
-              seed, out, as_json):
+              seed, retry, out, as_json):
     """Compute quality scores for every row of NAME[@VERSION] (a new version)."""
     from curation.scoring import score
 
@@ -258,7 +261,7 @@ def score_cmd(ctx, ref, scorer, model, batch_size, max_length, folds, train_step
         cfg = TrainConfig(base_model=model or "", max_steps=train_steps, learning_rate=learning_rate,
                           seed=seed, packing=False)
         got = score_out_of_fold(store, ref, cfg, folds=folds, seed=seed, out=out,
-                                max_length=max_length,
+                                max_length=max_length, retry=retry,
                                 log=lambda line: click.echo(line, err=True))
     else:
         with progress_bar(f"score {scorer}") as cb:

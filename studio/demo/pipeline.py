@@ -208,6 +208,11 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
         steps.append(loss_step)
         notes += [f"noisy-label filter left {name} unjudged: {why}"
                   for name, why in detection["unjudged"].items()]
+        notes += [f"out-of-fold model {run['fold']} did not learn {task} (loss spread "
+                  f"{t['spread']:.2f}); retrained with seed {run['retry']['seed']}: spread "
+                  f"{t['retry_spread']:.2f}, {'used' if t['used'] else 'not used'}"
+                  for run in detection["fold_runs"] if run.get("retry")
+                  for task, t in run["retry"]["tasks"].items()]
 
     with clock.step("train curated", f"same settings on {curated_ref}"):
         curated = train(curated_ref, "demo-curated")
@@ -415,7 +420,7 @@ def _noisy_label_filter(store: Store, ref: str, raw: TrainedRun, data: DemoData,
                  f"cuts: {cuts}")
     for name, why in kept["unjudged"].items():
         progress(f"      warning: noisy-label filter left {name} unjudged: {why}")
-    folds = [{k: r[k] for k in ("fold", "run_id", "n_train", "n_scored")}
+    folds = [{k: r.get(k) for k in ("fold", "run_id", "n_train", "n_scored", "retry")}
              for r in details.get("runs", [])]
     return kept["ref"], step, {"detector": asdict(detector), "detectors": compared,
                                "loss_auroc": detector.auroc, "fold_runs": folds,
