@@ -207,3 +207,19 @@ def test_hf_sample_does_not_depend_on_its_batch(tiny_model):
     assert [[c.token_ids for c in samples] for samples in batched] == ids
     assert any(s[0] != s[1] for s in ids)                   # the two samples differ somewhere
     assert len({tuple(s[0]) for s in ids}) > 1              # and so do the prompts
+
+
+def test_a_character_cut_in_half_is_not_rendered(tiny_model):
+    """Generation can stop inside a multi-byte character (at max tokens or EOS): decode() shows
+    its bytes as U+FFFD, vLLM's detokenizer holds them back. The hf backend drops them, so both
+    backends give the same text for the same tokens; whole characters are kept."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    ids = tok.encode("STONE😀", add_special_tokens=False)
+    assert len(ids) > 2 and tok.decode(ids[:-1]).endswith("\ufffd")  # a byte-level split
+    cfg = SamplingConfig(max_new_tokens=len(ids))
+    cut = HFBackend._completion(ids[:-1], tok.eos_token_id, tok, cfg)
+    assert cut.text == "STONE" and cut.token_ids == ids[:-1] and cut.finish_reason == "length"
+    whole = HFBackend._completion(ids + [tok.eos_token_id], tok.eos_token_id, tok, cfg)
+    assert whole.text == "STONE😀" and whole.finish_reason == "stop"

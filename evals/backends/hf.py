@@ -124,7 +124,11 @@ class HFBackend:
             reason = "stop"
         else:
             reason = "length"
-        text = tok.decode(ids, skip_special_tokens=True)
+        # A byte-level token can end in the middle of a character (generation cut at max tokens
+        # or at EOS): decode() renders those bytes as U+FFFD, while vLLM's incremental
+        # detokenizer holds them back and never emits them. Drop them too, so both backends give
+        # the same text for the same tokens (exact match would otherwise depend on the backend).
+        text = tok.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
         return Completion(text=truncate_at_stop(text, sampling.stop), token_ids=ids,
                           n_tokens=len(ids), finish_reason=reason)
 

@@ -208,9 +208,9 @@ def run_demo(workspace: str | Path, seed: int = 0, quick: bool = False,
         steps.append(loss_step)
         notes += [f"noisy-label filter left {name} unjudged: {why}"
                   for name, why in detection["unjudged"].items()]
-        notes += [f"out-of-fold model {run['fold']} did not learn {task} (loss spread "
-                  f"{t['spread']:.2f}); retrained with seed {run['retry']['seed']}: spread "
-                  f"{t['retry_spread']:.2f}, {'used' if t['used'] else 'not used'}"
+        notes += [f"out-of-fold model {run['fold']}: {task} losses did not spread "
+                  f"({t['spread']:.2f}), so it was trained again with seed {run['retry']['seed']}: "
+                  f"spread {t['retry_spread']:.2f}, {'used' if t['used'] else 'not used'}"
                   for run in detection["fold_runs"] if run.get("retry")
                   for task, t in run["retry"]["tasks"].items()]
 
