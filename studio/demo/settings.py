@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from curation.dedup import KEEP_POLICIES
 from kernel.errors import StudioError
 from studio.demo.data import DemoDataConfig
 
@@ -71,9 +72,9 @@ class DemoSettings:
             raise StudioError("demo settings: field 'claim_temperature' must be in (0, 2]")
         if self.claim_samples < 1:
             raise StudioError("demo settings: field 'claim_samples' must be >= 1")
-        if self.dedup_keep not in ("first", "longest", "tidy"):
-            raise StudioError(f"demo settings: field 'dedup_keep' must be first, longest or tidy, "
-                              f"got {self.dedup_keep!r}")
+        if self.dedup_keep not in KEEP_POLICIES:
+            raise StudioError(f"demo settings: field 'dedup_keep' must be one of "
+                              f"{', '.join(KEEP_POLICIES)}, got {self.dedup_keep!r}")
         if self.backend not in ("vllm", "hf"):
             raise StudioError(f"demo settings: field 'backend' must be vllm or hf, got {self.backend!r}")
 
