@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -58,13 +57,9 @@ def stage(con: duckdb.DuckDBPyConnection, path: str | Path, kind: str,
     src = str(p)
     try:
         if kind == "jsonl":
-            # the file's lines are counted in a thread while DuckDB reads it (in parallel: DuckDB
-            # lets go of the GIL, and in the store process it runs in another process)
-            with ThreadPoolExecutor(1) as pool:
-                n_lines = pool.submit(_count_lines, p)
-                con.execute(f"CREATE TEMP TABLE {table}_raw AS SELECT json AS j FROM "
-                            "read_json_objects(?, format='newline_delimited')", [src])
-                _number_jsonl_lines(con, p, table, n_lines.result())
+            con.execute(f"CREATE TEMP TABLE {table}_raw AS SELECT json AS j FROM "
+                        "read_json_objects(?, format='newline_delimited')", [src])
+            _number_jsonl_lines(con, p, table)
         elif kind == "json":
             # an array is read as one (a leading BOM hides it from format='auto')
             layout = "array" if _first_char(p) == "[" else "auto"
@@ -164,13 +159,21 @@ def _raise_csv_error(p: Path, exc: Exception) -> None:
                       f"{str(exc).splitlines()[0]}; --lenient reads it anyway") from exc
 
 
-def _number_jsonl_lines(con: duckdb.DuckDBPyConnection, p: Path, table: str,
-                        n_lines: int) -> None:
-    """DuckDB skips blank lines; map record k to its real line number. Without blank lines
-    (the line count equals the record count) record k is line k: the line is the row id of
-    the staged records, a view with no copy and no window over all rows (a copy numbered by
-    row_number() took as long as reading the file). Otherwise a numpy scan finds the blanks."""
-    n_records = con.execute(f"SELECT count(*) FROM {table}_raw").fetchall()[0][0]
+def _number_jsonl_lines(con: duckdb.DuckDBPyConnection, p: Path, table: str) -> None:
+    """DuckDB skips blank lines; map record k to its real line number. DuckDB keeps each
+    record's text as it is in the file, less the whitespace around it, so when the records'
+    bytes plus one newline each add up to the file's size, no line is blank and record k is
+    line k: the line is the row id of the staged records, a view with no copy and no window
+    over all rows (a copy numbered by row_number() took as long as reading the file), and the
+    file is not read again. Otherwise its lines are counted, and where there are more lines
+    than records a numpy scan finds the blank ones."""
+    n_records, n_bytes = con.execute(f"SELECT count(*), coalesce(sum(strlen(j::VARCHAR)), 0) "
+                                     f"FROM {table}_raw").fetchall()[0]
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        f.seek(size - 1)
+        newlines = n_records if f.read(1) == b"\n" else n_records - 1
+    n_lines = n_records if n_bytes + newlines == size else _count_lines(p)
     if n_lines == n_records:
         con.execute(f"CREATE TEMP VIEW {table} AS SELECT rowid + 1 AS line, j FROM {table}_raw")
         return

@@ -44,6 +44,25 @@ def test_alpaca_jsonl_keeps_ids_lines_system_tags(store):
     assert all(len(h["content_hash"]) == 32 for h in hashes)
 
 
+@pytest.mark.parametrize("layout, expected", [
+    # a blank line in a file with no final newline: its bytes alone would look like none
+    (b"{A}\n\n{B}", [1, 3]),
+    (b"{A}\r\n{B}\r\n", [1, 2]),  # CRLF: longer lines, none blank
+    (b"  {A}  \n\t\n{B}\n", [1, 3]),  # whitespace around a record, a whitespace-only line
+    (b"{A}\n{B}", [1, 2]),
+    (b"\n{A}\n{B}\n\n", [2, 3]),
+])
+def test_jsonl_source_lines_count_blank_lines_however_the_file_is_laid_out(store, tmp_path,
+                                                                          layout, expected):
+    a = json.dumps({"instruction": "a", "output": "x"}).encode()
+    b = json.dumps({"instruction": "b", "output": "y"}).encode()
+    f = tmp_path / "layout.jsonl"
+    f.write_bytes(layout.replace(b"{A}", a).replace(b"{B}", b))
+    import_file(store, f, "lay")
+    got = store.query("SELECT instruction, source_line FROM rows ORDER BY source_line")
+    assert [(r["instruction"], r["source_line"]) for r in got] == list(zip("ab", expected, strict=True))
+
+
 def test_chat_multiturn_stays_a_conversation(store):
     import_file(store, DATA / "chat.jsonl", "chat")
     first = load_rows(store, "chat")[0]
@@ -210,3 +229,5 @@ def test_both_paths_store_the_same_rows(tmp_path):
     rows, entries = got["chunks"][0], got["chunks"][1]
     assert len(rows) == len(entries) == 3 + 2 + 2 + 2 + 5
     assert [e["split"] for e in entries[-5:]] == ["train", "heldout", "train", "heldout", "train"]
+    # the exact duplicate (line 4 repeats line 3) gets its own id and uid
+    assert len({r["id"] for r in rows[-5:]}) == len({r["uid"] for r in rows[-5:]}) == 5
