@@ -74,10 +74,13 @@ def _stored(store: Store, dataset: str, early_step: int) -> dict[str, tuple[str,
 
 
 def one_seed(store: Store, model: Path, settings: DemoSettings, seed: int, folds: list[int],
-             log) -> list[dict]:
-    """Every detector's scores on one seed's data (trained and scored, or reused if stored)."""
-    dataset = f"bench-s{seed}"
-    data = build_demo_data(store.workspace.root / "demo-data" / f"seed-{seed}", settings.data, seed)
+             log, suite_seed: int) -> list[dict]:
+    """Every detector's scores on one seed's data (trained and scored, or reused if stored).
+    The data is the demo's for the same seeds: `studio demo --seeds A,B,C` draws every seed's
+    suites from seed A, and the training rows follow (their random draws come after)."""
+    dataset = f"bench-s{seed}" + (f"-suites{suite_seed}" if suite_seed != seed else "")
+    data = build_demo_data(store.workspace.root / "demo-data" / f"seed-{seed}-suites{suite_seed}",
+                           settings.data, seed, suite_seed=suite_seed)
     methods = ["in-sample", "early", *[f"oof-k{k}" for k in folds]]
     stored = _stored(store, dataset, settings.early_step) if dataset in {d["name"] for d in list_datasets(store)} else {}
     if not all(m in stored for m in methods):
@@ -172,7 +175,8 @@ def main() -> None:
     folds = [int(k) for k in args.folds.split(",")]
     rows: list[dict] = []
     for seed in seeds:
-        rows += one_seed(store, model, settings, seed, folds, lambda line: print(line, flush=True))
+        rows += one_seed(store, model, settings, seed, folds,
+                         lambda line: print(line, flush=True), suite_seed=seeds[0])
     print(f"\nNoisy-label detectors on the demo's planted noise ({'quick' if args.quick else 'full'} "
           f"demo data; {cpu_model()}, torch threads {settings.threads}; {time.strftime('%Y-%m-%d')})")
     steps = sorted({r["max_steps"] for r in rows if r["max_steps"]})
