@@ -6,11 +6,11 @@ most 2x), on two files of 1M rows: synthetic text (short and highly repetitive: 
 it almost for free, so the import's fixed work per row, the md5 identity, the ids, the v1
 entries, weighs most) and real text (the alpaca-format rows of ../shared/data/real: English
 maths, English and Chinese instructions; the instructions of each copy numbered, so no two rows
-are the same; writing the text dominates both sides there); page latency vs one naive query (all columns + count + sort in a single pass); the
-text-search page with the word index (curation/search.py, built on the first search and timed
-apart) vs the same page scanning every row's text (goal: under 300 ms); exact dedup vs hashing
-normalized text in Python (rows fetched from the same store). The two issue-9 ratios are
-printed together at the end.
+are the same; writing the text dominates both sides there); page latency vs one naive query
+(all columns + count + sort in a single pass); the text-search page with the word index
+(curation/search.py, built on the first search and timed apart) vs the same page scanning every
+row's text (goal: under 300 ms); exact dedup vs hashing normalized text in Python (rows fetched
+from the same store). The issue-9 ratios are printed together at the end.
 
     .venv/bin/python bench/bench_1m.py --rows 1000000 [--repeats 3] [--import-only] [--text both]
 """
