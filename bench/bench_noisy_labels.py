@@ -78,9 +78,10 @@ def one_seed(store: Store, model: Path, settings: DemoSettings, seed: int, folds
     """Every detector's scores on one seed's data (trained and scored, or reused if stored).
     The data is the demo's for the same seeds: `studio demo --seeds A,B,C` draws every seed's
     suites from seed A, and the training rows follow (their random draws come after)."""
-    dataset = f"bench-s{seed}" + (f"-suites{suite_seed}" if suite_seed != seed else "")
-    data = build_demo_data(store.workspace.root / "demo-data" / f"seed-{seed}-suites{suite_seed}",
-                           settings.data, seed, suite_seed=suite_seed)
+    tag = f"s{seed}" + (f"-suites{suite_seed}" if suite_seed != seed else "")
+    dataset = f"bench-{tag}"
+    data = build_demo_data(store.workspace.root / "demo-data" / tag, settings.data, seed,
+                           suite_seed=suite_seed)
     methods = ["in-sample", "early", *[f"oof-k{k}" for k in folds]]
     stored = _stored(store, dataset, settings.early_step) if dataset in {d["name"] for d in list_datasets(store)} else {}
     if not all(m in stored for m in methods):
